@@ -1,0 +1,1 @@
+"""The generative model: prior catalog, optics decoder, renderer, NumPyro model, simulator."""

@@ -1,0 +1,93 @@
+"""The optics decoder: the seed's per-pixel MLP, and loading its parameters."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import flax.core
+import flax.linen as nn
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DEFAULT_PARAMS = os.path.join(os.path.dirname(__file__), "assets", "default_decoder.npz")
+
+
+class DropletOpticsModel(nn.Module):
+  """Pixel value from its nearest droplet, exactly as the seed model wrote it.
+
+  Inputs per pixel: background (C, pre-sigmoid), dx and dy (offset from the droplet
+  centre divided by its radius), the radius r (px) and the composition (T). Output:
+  ``sigmoid(background + delta)`` with ``delta`` from an MLP whose hidden layers are
+  Dense -> LayerNorm -> ReLU.
+  """
+
+  channels: int = 3
+  hidden: Sequence[int] = (32, 16, 8)
+
+  @nn.compact
+  def __call__(self, background, dx, dy, r, composition):
+    h = jnp.concatenate(
+        [background, dx[..., None], dy[..., None], r[..., None], composition], axis=-1)
+    # Materialize the inputs before the MLP: fused into it, XLA:CPU recomputes the
+    # concatenation per use and the decoder runs ~2x slower. Same values and gradients.
+    h = jax.lax.optimization_barrier(h)
+    for width in self.hidden:
+      h = nn.relu(nn.LayerNorm()(nn.Dense(width)(h)))
+    delta = nn.Dense(self.channels)(h)
+    # sigmoid(z) written as exp(-softplus(-z)): same value, but XLA:CPU then fuses the
+    # whole MLP into one loop (jax.nn.sigmoid here made rendering ~3x slower).
+    return jnp.exp(-jax.nn.softplus(-(background + delta)))
+
+
+def bind(module: DropletOpticsModel, params):
+  """The decoder as a function of its per-pixel inputs, parameters fixed."""
+  return lambda *inputs: module.apply({"params": params}, *inputs)
+
+
+def init_params(key, channels: int, types: int, hidden: Sequence[int]):
+  """Randomly initialized decoder parameters (a plain pytree)."""
+  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden))
+  z = jnp.zeros((1,))
+  return module.init(key, jnp.zeros((1, channels)), z, z, z, jnp.zeros((1, types)))["params"]
+
+
+def save_params(params, path: str) -> None:
+  """Writes decoder parameters as a flat .npz ('Dense_0/kernel', ...)."""
+  flat = {"/".join(k): np.asarray(v) for k, v in
+          flax.traverse_util.flatten_dict(flax.core.unfreeze(params)).items()}
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **flat)
+  os.replace(tmp, path)  # Never leave a half-written parameter file behind.
+
+
+def load_params(path: str, channels: int, types: int, hidden: Sequence[int]):
+  """Reads decoder parameters and checks them against the configured shapes.
+
+  Args:
+    path: "default" for the packaged parameters, or a .npz file path.
+    channels, types, hidden: the configured C, T and hidden widths.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: the file's parameter shapes do not fit (C, T, hidden).
+  """
+  resolved = DEFAULT_PARAMS if path == "default" else path
+  if not os.path.exists(resolved):
+    raise FileNotFoundError(f"decoder parameter file not found: {resolved}")
+  with np.load(resolved) as f:
+    flat = {tuple(k.split("/")): jnp.asarray(f[k]) for k in f.files}
+  params = flax.traverse_util.unflatten_dict(flat)
+  expected = jax.eval_shape(lambda: init_params(jax.random.key(0), channels, types, hidden))
+  got_shapes = jax.tree.map(jnp.shape, params)
+  want_shapes = jax.tree.map(lambda s: s.shape, expected)
+  if got_shapes != want_shapes:
+    raise ValueError(
+        f"decoder parameters in {resolved} do not fit channels={channels}, types={types}, "
+        f"hidden={tuple(hidden)}; refit them with "
+        f"`python scripts/fit_default_decoder.py --channels {channels} --types {types} "
+        f"--out PATH` and set model.decoder_params=PATH")
+  return params
+

@@ -1,0 +1,38 @@
+"""Fits the optics decoder to the analytic droplet appearance and saves its parameters.
+
+The committed ``dropamort/model/assets/default_decoder.npz`` was made with the defaults:
+
+    python scripts/fit_default_decoder.py
+
+Other channel/type counts: ``--channels C --types T --out PATH``, then set
+``model.decoder_params=PATH``.
+"""
+
+import argparse
+import time
+
+import jax
+
+from dropamort.model.appearance import fit_decoder
+from dropamort.model.decoder import DEFAULT_PARAMS, save_params
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--channels", type=int, default=3)
+  ap.add_argument("--types", type=int, default=3)
+  ap.add_argument("--reach", type=float, default=2.0)
+  ap.add_argument("--steps", type=int, default=20000)
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--out", default=DEFAULT_PARAMS)
+  args = ap.parse_args()
+  t0 = time.perf_counter()
+  params, rmse = fit_decoder(jax.random.key(args.seed), channels=args.channels,
+                             types=args.types, reach=args.reach, steps=args.steps)
+  save_params(params, args.out)
+  print(f"saved {args.out}: held-out intensity RMSE {rmse:.4f} "
+        f"({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,73 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropamort.model import decoder as D
+from dropamort.model.appearance import appearance
+
+
+def test_output_shape_and_range(key):
+  params = D.init_params(key, channels=3, types=4, hidden=(32, 16, 8))
+  module = D.DropletOpticsModel(channels=3)
+  n = 50
+  ks = jax.random.split(key, 5)
+  out = module.apply({"params": params}, 10 * jax.random.normal(ks[0], (n, 3)),
+                     jax.random.normal(ks[1], (n,)), jax.random.normal(ks[2], (n,)),
+                     jnp.ones((n,)), jax.random.uniform(ks[3], (n, 4)))
+  assert out.shape == (n, 3)
+  assert bool(jnp.all((out >= 0) & (out <= 1)))
+
+
+def test_architecture_is_the_seeds(key):
+  params = D.init_params(key, channels=3, types=3, hidden=(32, 16, 8))
+  shapes = {k: v["kernel"].shape for k, v in params.items() if k.startswith("Dense")}
+  assert shapes == {"Dense_0": (9, 32), "Dense_1": (32, 16), "Dense_2": (16, 8),
+                    "Dense_3": (8, 3)}
+  assert sorted(k for k in params if k.startswith("LayerNorm")) == [
+      "LayerNorm_0", "LayerNorm_1", "LayerNorm_2"]
+
+
+def test_zero_delta_gives_sigmoid_background(key):
+  params = D.init_params(key, channels=3, types=3, hidden=(32, 16, 8))
+  params = jax.tree.map(jnp.zeros_like, params)  # Output Dense all zero -> delta = 0.
+  bg = jnp.array([[0.3, -1.0, 2.0]])
+  out = D.bind(D.DropletOpticsModel(), params)(bg, jnp.zeros(1), jnp.zeros(1), jnp.ones(1),
+                                               jnp.zeros((1, 3)))
+  np.testing.assert_allclose(out, 1 / (1 + np.exp(-np.asarray(bg))), rtol=1e-6)
+
+
+def test_default_params_load_and_draw_a_disc(key):
+  params = D.load_params("default", 3, 3, (32, 16, 8))
+  decode = D.bind(D.DropletOpticsModel(), params)
+  n = 2000
+  ks = jax.random.split(key, 5)
+  bg = jax.random.uniform(ks[0], (n, 3), minval=0.0, maxval=1.0)
+  dx = jax.random.uniform(ks[1], (n,), minval=-2, maxval=2)
+  dy = jax.random.uniform(ks[2], (n,), minval=-2, maxval=2)
+  r = jnp.exp(jax.random.uniform(ks[3], (n,), minval=0, maxval=np.log(8)))
+  comp = jax.random.uniform(ks[4], (n, 3))
+  got = decode(bg, dx, dy, r, comp)
+  want = appearance(bg, dx, dy, r, comp, reach=2.0)
+  assert float(jnp.sqrt(jnp.mean((got - want) ** 2))) < 0.02
+  # Inside the disc the droplet differs clearly from the bare background; far out it
+  # matches it.
+  d = jnp.sqrt(dx**2 + dy**2)
+  contrast = jnp.abs(got - jax.nn.sigmoid(bg)).mean(-1)
+  assert float(contrast[d < 0.6].mean()) > 0.08
+  assert float(contrast[d > 1.9].mean()) < 0.02
+
+
+def test_load_refuses_wrong_shapes(tmp_path):
+  with pytest.raises(ValueError, match="do not fit channels=1, types=3"):
+    D.load_params("default", 1, 3, (32, 16, 8))
+  with pytest.raises(FileNotFoundError, match="nope.npz"):
+    D.load_params(str(tmp_path / "nope.npz"), 3, 3, (32, 16, 8))
+
+
+def test_save_load_round_trip(key, tmp_path):
+  params = D.init_params(key, channels=2, types=5, hidden=(8, 4))
+  path = str(tmp_path / "p.npz")
+  D.save_params(params, path)
+  back = D.load_params(path, 2, 5, (8, 4))
+  jax.tree.map(np.testing.assert_array_equal, params, back)

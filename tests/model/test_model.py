@@ -1,0 +1,60 @@
+import numpy as np
+import scipy.stats
+from numpyro import handlers
+from numpyro.infer.util import log_density
+
+from dropamort.config import ModelConfig
+from dropamort.model.decoder import load_params
+from dropamort.model.model import droplet_model
+
+def trace(key, cfg, params, images=None, batch=2):
+  with handlers.seed(rng_seed=key), handlers.trace() as tr:
+    droplet_model(cfg, params, images, batch)
+  return tr
+
+
+def test_sites_and_shapes(key):
+  cfg = ModelConfig(height=16, width=24)
+  params = load_params("default", 3, 3, (32, 16, 8))
+  tr = trace(key, cfg, params)
+  gy, gx = cfg.grid_shape
+  g = gy * gx
+  shapes = {k: v["value"].shape for k, v in tr.items() if v["type"] in ("sample",
+                                                                          "deterministic")}
+  assert shapes == {"background": (2, 3), "on": (2, g), "offset": (2, g, 2), "radius": (2, g),
+                    "composition": (2, g, 3), "priority": (2, g), "kept": (2, gy, gx),
+                    "image": (2, 16, 24, 3)}
+  assert {f.name for f in tr["on"]["cond_indep_stack"]} == {"images", "cells"}
+  assert {f.name for f in tr["background"]["cond_indep_stack"]} == {"images", "channels"}
+  assert not any(k.startswith("decoder") for k in tr)
+
+
+def test_random_decoder_has_normal_priors(key):
+  cfg = ModelConfig(height=8, width=8)
+  tr = trace(key, cfg, None, batch=1)
+  dec = {k: v for k, v in tr.items() if k.startswith("decoder")}
+  assert "decoder/Dense_0.kernel" in dec and dec["decoder/Dense_0.kernel"]["value"].shape == (
+      9, 32)
+  for site in ("decoder/Dense_1.kernel", "decoder/LayerNorm_0.scale"):
+    value, fn = dec[site]["value"], dec[site]["fn"]
+    np.testing.assert_allclose(float(fn.log_prob(value).sum()),
+                               scipy.stats.norm.logpdf(np.asarray(value)).sum(), rtol=1e-5)
+
+
+def test_likelihood_is_normal_with_configured_sigma(key):
+  """log p(image | latents) equals scipy's Normal logpdf of the residual."""
+  cfg = ModelConfig(height=8, width=8, noise_sigma=0.07)
+  params = load_params("default", 3, 3, (32, 16, 8))
+  tr = trace(key, cfg, params, batch=1)
+  latents = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and k != "image"}
+  image = tr["image"]["value"] + 0.01
+  cond = handlers.condition(droplet_model, latents)
+  with handlers.trace() as tr2:
+    cond(cfg, params, image)
+  mean = tr2["image"]["fn"].base_dist.loc
+  ll = float(tr2["image"]["fn"].log_prob(image).sum())
+  want = scipy.stats.norm(np.asarray(mean), 0.07).logpdf(np.asarray(image)).sum()
+  np.testing.assert_allclose(ll, want, rtol=1e-4)
+  # And the whole joint is finite.
+  lp, _ = log_density(droplet_model, (cfg, params, image), {}, latents)
+  assert np.isfinite(float(lp))
