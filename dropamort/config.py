@@ -50,6 +50,7 @@ class ModelConfig:
   hard_core: bool = True  # Thin overlapping droplets (Matérn type II).
   min_gap: float = 0.0  # Extra clearance (px) required between droplet edges.
   margin: int = 2  # Cells simulated around each training image, then cropped.
+  shift: bool = True  # Crop at a random sub-cell offset (needs margin >= 1).
   decoder_hidden: tuple[int, ...] = (32, 16, 8)
   decoder_params: str = "default"  # "default" or a path to a .npz parameter file.
 
@@ -82,7 +83,8 @@ class ModelConfig:
     _check(self.noise_sigma > 0, "model.noise_sigma", "> 0", self.noise_sigma)
     _check(self.reach > 0, "model.reach", "> 0", self.reach)
     _check(self.min_gap >= 0, "model.min_gap", ">= 0", self.min_gap)
-    _check(self.margin >= 0, "model.margin", ">= 0", self.margin)
+    _check(self.margin >= (1 if self.shift else 0), "model.margin",
+           ">= 1 when model.shift is on, else >= 0", self.margin)
     _check(len(self.decoder_hidden) >= 1 and all(h >= 1 for h in self.decoder_hidden),
            "model.decoder_hidden", "a non-empty list of positive widths",
            self.decoder_hidden)
@@ -96,3 +98,135 @@ class ModelConfig:
   def reach_cells(self) -> int:
     """Cells, on each side, whose droplets can reach a pixel of a given cell."""
     return int(math.ceil(self.reach * self.radius_max / self.cell))
+
+
+@dataclasses.dataclass
+class EncoderConfig:
+  """The CNN encoder: a full-resolution stem, space-to-depth to the cell grid, residual
+  3×3 blocks at cell resolution, one 1×1 head per posterior factor."""
+
+  stem: int = 16  # Channels of the full-resolution convolutions.
+  stem_depth: int = 2
+  width: int = 64  # Channels at cell resolution.
+  depth: int = 4  # Residual blocks at cell resolution.
+  min_scale: float = 1e-3  # Floor of every posterior scale (numerical safety).
+
+  def __post_init__(self):
+    for name in ("stem", "stem_depth", "width", "depth"):
+      _check(getattr(self, name) >= 1, f"encoder.{name}", ">= 1", getattr(self, name))
+    _check(self.min_scale > 0, "encoder.min_scale", "> 0", self.min_scale)
+
+  def receptive_field(self, cell: int) -> int:
+    """Receptive field (px) of one output cell."""
+    return 1 + 2 * self.stem_depth + (cell - 1) + 2 * self.depth * cell
+
+
+@dataclasses.dataclass
+class OptimConfig:
+  """AdamW with linear warm-up, cosine decay and global-norm gradient clipping."""
+
+  lr: float = 2e-3
+  warmup_steps: int = 100
+  end_lr_fraction: float = 0.02
+  weight_decay: float = 1e-4
+  clip_norm: float = 10.0
+
+  def __post_init__(self):
+    _check(self.lr > 0, "optim.lr", "> 0", self.lr)
+    _check(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
+    _check(0 <= self.end_lr_fraction <= 1, "optim.end_lr_fraction", "in [0, 1]",
+           self.end_lr_fraction)
+    _check(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
+    _check(self.clip_norm > 0, "optim.clip_norm", "> 0", self.clip_norm)
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  """The training loop: length, batch, validation, checkpointing, logging."""
+
+  steps: int = 3000
+  batch_size: int = 32
+  seed: int = 0
+  val_every: int = 500
+  val_images: int = 128
+  val_seed: int = 12345  # Fixed: the validation set is the same in every run.
+  checkpoint_every: int = 500
+  log_every: int = 25
+  threshold: float = 0.5  # p above which a cell counts as a detection.
+  best_metric: str = "f1"  # Validation metric (higher is better) that picks 'best'.
+  progress: bool = True
+  max_nonfinite: int = 10  # Stop after this many non-finite losses in a row.
+
+  def __post_init__(self):
+    for name in ("steps", "batch_size", "val_every", "val_images", "checkpoint_every",
+                 "log_every", "max_nonfinite"):
+      _check(getattr(self, name) >= 1, f"trainer.{name}", ">= 1", getattr(self, name))
+    _check(0 < self.threshold < 1, "trainer.threshold", "in (0, 1)", self.threshold)
+    allowed = ("f1", "precision", "recall", "jaccard")
+    _check(self.best_metric in allowed, "trainer.best_metric", f"one of {allowed}",
+           self.best_metric)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """The root configuration of ``train.py``."""
+
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+  optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+  trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+  def __post_init__(self):
+    rf, need = self.encoder.receptive_field(self.model.cell), 2 * self.model.radius_max + 4
+    _check(rf >= need, "encoder.depth",
+           f"large enough for a receptive field >= {need:g} px (largest droplet diameter + "
+           f"context; now {rf} px)", self.encoder.depth)
+
+
+def register_configs() -> None:
+  """Registers the schemas with Hydra's ConfigStore (``train_schema``)."""
+  from hydra.core.config_store import ConfigStore
+
+  cs = ConfigStore.instance()
+  cs.store(name="train_schema", node=TrainConfig)
+
+
+def to_dataclass(cfg, schema=TrainConfig):
+  """Converts a composed Hydra/OmegaConf config to its dataclass, validating ranges once.
+
+  Raises:
+    ConfigError: a value is out of range (one line naming the field).
+  """
+  from omegaconf import OmegaConf
+
+  obj = OmegaConf.to_object(cfg)
+  if not isinstance(obj, schema):  # Composed without the schema: build it explicitly.
+    obj = from_dict(schema, obj)
+  return obj
+
+
+def from_dict(schema, data: dict):
+  """Builds nested config dataclasses from plain dicts (e.g. a checkpoint's JSON)."""
+  kwargs = {}
+  for f in dataclasses.fields(schema):
+    if f.name not in data:
+      continue
+    value = data[f.name]
+    if dataclasses.is_dataclass(f.default_factory if f.default_factory is not
+                                dataclasses.MISSING else None):
+      value = from_dict(f.default_factory, value)
+    kwargs[f.name] = value
+  return schema(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+  """A JSON-ready dict of a config dataclass (tuples as lists)."""
+  return json_ready(dataclasses.asdict(cfg))
+
+
+def json_ready(x):
+  if isinstance(x, dict):
+    return {k: json_ready(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [json_ready(v) for v in x]
+  return x

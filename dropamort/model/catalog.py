@@ -27,10 +27,13 @@ class Catalog:
 
   @property
   def grid_shape(self) -> tuple[int, int]:
-    return self.on_BYX.shape[1:3]
+    return self.on_BYX.shape[-2:]
 
   def centres_BYX2(self, cell: int) -> jnp.ndarray:
-    """Droplet centres (x, y) in image pixels, for every cell (on or not)."""
+    """Droplet centres (x, y) in image pixels, for every cell (on or not).
+
+    Works for any leading batch dimensions (e.g. posterior samples × images).
+    """
     gy, gx = self.grid_shape
     corner_YX2 = jnp.stack(
         jnp.meshgrid(jnp.arange(gx), jnp.arange(gy), indexing="xy"), axis=-1)

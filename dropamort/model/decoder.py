@@ -12,6 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+class DecoderParamsError(ValueError):
+  """Decoder parameters that do not fit the configured shapes."""
+
+
 DEFAULT_PARAMS = os.path.join(os.path.dirname(__file__), "assets", "default_decoder.npz")
 
 
@@ -72,7 +76,7 @@ def load_params(path: str, channels: int, types: int, hidden: Sequence[int]):
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: the file's parameter shapes do not fit (C, T, hidden).
+    DecoderParamsError: the file's parameter shapes do not fit (C, T, hidden).
   """
   resolved = DEFAULT_PARAMS if path == "default" else path
   if not os.path.exists(resolved):
@@ -84,7 +88,7 @@ def load_params(path: str, channels: int, types: int, hidden: Sequence[int]):
   got_shapes = jax.tree.map(jnp.shape, params)
   want_shapes = jax.tree.map(lambda s: s.shape, expected)
   if got_shapes != want_shapes:
-    raise ValueError(
+    raise DecoderParamsError(
         f"decoder parameters in {resolved} do not fit channels={channels}, types={types}, "
         f"hidden={tuple(hidden)}; refit them with "
         f"`python scripts/fit_default_decoder.py --channels {channels} --types {types} "

@@ -1,4 +1,10 @@
-"""On-the-fly simulation of training images from the NumPyro model (jittable)."""
+"""On-the-fly simulation of training images from the NumPyro model (jittable).
+
+Each image is simulated on a canvas with ``margin`` cells on every side and cropped, so
+droplets cut by the frame occur in training. With ``shift`` the crop starts at a random
+sub-cell offset, and the catalog is re-binned onto the crop's grid, so that nothing the
+encoder learns depends on where the grid falls relative to the droplets.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 from numpyro import handlers
 
 from dropamort.config import ConfigError, ModelConfig
@@ -16,29 +23,75 @@ from dropamort.model.model import droplet_model
 def canvas_config(cfg: ModelConfig) -> ModelConfig:
   """The model on the image plus ``margin`` cells on every side."""
   pad = 2 * cfg.margin * cfg.cell
-  return dataclasses.replace(cfg, height=cfg.height + pad, width=cfg.width + pad, margin=0)
+  return dataclasses.replace(cfg, height=cfg.height + pad, width=cfg.width + pad, margin=0,
+                             shift=False)
+
+
+def rebin(catalog: Catalog, shift_B2, *, margin: int, grid: tuple[int, int], cell: int):
+  """The catalog of the crop starting ``margin`` cells + ``shift`` px into the canvas.
+
+  A crop cell overlaps (at most) 2×2 canvas cells; it takes the droplet whose centre
+  falls inside it, the largest if several do (the others stay in the image but cannot be
+  represented: the grid's recall ceiling, counted in the returned ``lost_B``).
+
+  Args:
+    catalog: the canvas catalog.
+    shift_B2: integer (x, y) shifts in [0, cell) per image.
+    margin, grid, cell: margin cells, crop grid (gy, gx), cell size.
+
+  Returns:
+    (crop catalog, lost_B).
+  """
+  gy, gx = grid
+  cands = []
+  for dy in (0, 1):
+    for dx in (0, 1):
+      part = catalog.crop(margin + dy, margin + dx, gy, gx)
+      delta = jnp.array([dx, dy], jnp.float32)
+      new_offset = (delta + part.offset_BYX2) - shift_B2[:, None, None, :] / cell
+      inside = part.on_BYX & jnp.all((new_offset >= 0) & (new_offset < 1), axis=-1)
+      cands.append((inside, new_offset, part))
+  inside_BYXK = jnp.stack([c[0] for c in cands], -1)
+  score = jnp.where(inside_BYXK, jnp.stack([c[2].radius_BYX for c in cands], -1), -jnp.inf)
+  best_BYX1 = jnp.argmax(score, axis=-1)[..., None]
+  pick = lambda arrays: jnp.take_along_axis(
+      jnp.stack(arrays, 3), best_BYX1.reshape(best_BYX1.shape + (1,) * (arrays[0].ndim - 3)),
+      axis=3)[:, :, :, 0]
+  on = inside_BYXK.any(-1)
+  crop = Catalog(on_BYX=on,
+                 offset_BYX2=pick([c[1] for c in cands]),
+                 radius_BYX=pick([c[2].radius_BYX for c in cands]),
+                 composition_BYXT=pick([c[2].composition_BYXT for c in cands]),
+                 background_BC=catalog.background_BC)
+  lost_B = (inside_BYXK.sum(-1) - on).sum(axis=(1, 2))
+  return crop, lost_B
 
 
 def simulate(key, decoder_params, *, cfg: ModelConfig, n: int):
   """Simulates ``n`` images and their true catalogs, with no Python loop over either.
 
-  A margin of ``cfg.margin`` cells is simulated around each image and cropped away, so
-  droplets cut by the frame occur; the catalog keeps the droplets whose centres lie in
-  the image. ``cfg`` and ``n`` are static: bind them (``make_simulate``) before jitting.
+  ``cfg`` and ``n`` are static: bind them (``make_simulate``) before jitting.
 
   Returns:
-    images_BHWC and the ``Catalog`` batch.
+    images_BHWC and the ``Catalog`` batch (droplets whose centres lie in the image).
   """
   if cfg.height % cfg.cell or cfg.width % cfg.cell:
     raise ConfigError(f"model.height/model.width must be multiples of model.cell "
                       f"({cfg.cell}) to simulate (got {(cfg.height, cfg.width)})")
-  canvas = canvas_config(cfg)
-  with handlers.seed(rng_seed=key), handlers.trace() as tr:
-    catalog = droplet_model(canvas, decoder_params, None, n)
-  m, px = cfg.margin, cfg.margin * cfg.cell
-  images = tr["image"]["value"][:, px:px + cfg.height, px:px + cfg.width]
-  gy, gx = cfg.grid_shape
-  return images, catalog.crop(m, m, gy, gx)
+  model_key, shift_key = jax.random.split(key)
+  with handlers.seed(rng_seed=model_key), handlers.trace() as tr:
+    catalog = droplet_model(canvas_config(cfg), decoder_params, None, n)
+  canvas_BHWC = tr["image"]["value"]
+  if cfg.shift:
+    shift_B2 = jax.random.randint(shift_key, (n, 2), 0, cfg.cell)
+  else:
+    shift_B2 = jnp.zeros((n, 2), jnp.int32)
+  start = cfg.margin * cfg.cell + shift_B2
+  crop_image = lambda img, s: jax.lax.dynamic_slice(
+      img, (s[1], s[0], 0), (cfg.height, cfg.width, cfg.channels))
+  images = jax.vmap(crop_image)(canvas_BHWC, start)
+  catalog, _ = rebin(catalog, shift_B2, margin=cfg.margin, grid=cfg.grid_shape, cell=cfg.cell)
+  return images, catalog
 
 
 def make_simulate(cfg: ModelConfig, n: int):

@@ -1,0 +1,50 @@
+"""Training throughput at the default config, and the share of step time spent simulating.
+
+    python bench/train.py [--repeats 30]
+
+step_ms: one full jitted train step (simulate -> loss -> grad -> update);
+sim_ms: the simulator alone on the same batch size, jitted; sim_fraction = sim_ms / step_ms.
+"""
+
+import argparse
+import functools
+import sys
+
+import jax
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from common import median_ms, report  # noqa: E402
+
+from dropamort.config import TrainConfig  # noqa: E402
+from dropamort.model.simulate import simulate  # noqa: E402
+from dropamort.training.state import init_state, make_optimizer  # noqa: E402
+from dropamort.training.step import make_train_step  # noqa: E402
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--repeats", type=int, default=30)
+  args = ap.parse_args()
+  cfg = TrainConfig()
+  tx = make_optimizer(cfg.optim, cfg.trainer.steps)
+  key = jax.random.key(0)
+  holder = [init_state(key, cfg, tx)]
+  step = make_train_step(cfg, tx)
+
+  def one_step():
+    holder[0], m = step(holder[0], key)
+    return m["loss"]
+
+  sim = jax.jit(functools.partial(simulate, cfg=cfg.model, n=cfg.trainer.batch_size))
+  keys = iter(jax.random.split(key, args.repeats + 10))
+  params = jax.tree.map(lambda a: a.copy(), holder[0].decoder_params)  # The step donates.
+  step_ms = median_ms(one_step, repeats=args.repeats, warmup=3)
+  sim_ms = median_ms(lambda: sim(next(keys), params), repeats=args.repeats, warmup=2)
+  b = cfg.trainer.batch_size
+  report(batch=b, image=[cfg.model.height, cfg.model.width], step_ms=round(step_ms, 2),
+         sim_ms=round(sim_ms, 2), sim_fraction=round(sim_ms / step_ms, 3),
+         images_per_s=round(b / step_ms * 1e3, 1))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,27 @@
+"""Shared entry-point plumbing: user-facing failures become one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+from dropamort.config import ConfigError
+from dropamort.model.decoder import DecoderParamsError
+from dropamort.training.checkpoint import IncompatibleCheckpoint
+from dropamort.training.loop import NonFiniteLoss
+
+# Failures a user can cause and fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, IncompatibleCheckpoint, NonFiniteLoss, FileNotFoundError,
+               DecoderParamsError)
+
+
+def fail(message: str, code: int = 2):
+  print(f"dropamort: error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def run_or_fail(fn, *args, **kwargs):
+  """Calls fn; a user error prints one line 'dropamort: error: ...' and exits with 2."""
+  try:
+    return fn(*args, **kwargs)
+  except USER_ERRORS as err:
+    fail(str(err))

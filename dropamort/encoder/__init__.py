@@ -1,0 +1,1 @@
+"""The amortized encoder: a CNN from image to per-cell posterior factors."""

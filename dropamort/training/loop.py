@@ -1,0 +1,108 @@
+"""The training loop: resume, step, log, validate, checkpoint, report (Python, outside jit)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+
+from tqdm import tqdm
+
+from dropamort.config import TrainConfig
+from dropamort.model.catalog import to_table
+from dropamort.training.checkpoint import Checkpoints
+from dropamort.training.report import MetricsLog, metrics_table, save_validation_picture
+from dropamort.training.state import abstract_state, init_state, make_optimizer
+from dropamort.training.step import make_posterior_fn, make_train_step, make_validation_set
+from dropamort.training.validate import validate
+
+
+class NonFiniteLoss(RuntimeError):
+  """Training produced non-finite losses for too many steps in a row."""
+
+
+def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None) -> dict:
+  """Trains the encoder on simulations, resuming from ``run_dir`` if it holds a checkpoint.
+
+  Args:
+    cfg: the configuration.
+    run_dir: where checkpoints, metrics.jsonl and pictures go.
+    stop_at: stop after this step (as if interrupted); None trains to ``trainer.steps``.
+
+  Returns:
+    Final validation metrics, the checkpoint directory and the picture path.
+  """
+  t = cfg.trainer
+  os.makedirs(run_dir, exist_ok=True)
+  tx = make_optimizer(cfg.optim, t.steps)
+  init_key, step_key = jax.random.split(jax.random.key(t.seed))
+  ckpt = Checkpoints(os.path.join(run_dir, "checkpoints"), t.best_metric)
+  ckpt.check_compatible(cfg)  # Before anything is built from the new config.
+  state = ckpt.restore_latest(abstract_state(cfg, tx), cfg)
+  resumed = state is not None
+  if state is None:
+    state = init_state(init_key, cfg, tx)
+  start = int(state.step)
+  end = min(t.steps, stop_at if stop_at is not None else t.steps)
+  train_step = make_train_step(cfg, tx)
+  posterior_fn = make_posterior_fn(cfg)
+  val_images, val_catalog = make_validation_set(cfg, state.decoder_params)
+  log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
+  if resumed:
+    print(f"resuming {run_dir} from step {start}")
+
+  bar = tqdm(total=end, initial=start, disable=not t.progress, unit="step", dynamic_ncols=True)
+  in_a_row, last_metrics = 0, None
+  t_mark, step_mark = time.perf_counter(), start  # Rate over the last logging window.
+  for step in range(start, end):
+    state, m = train_step(state, step_key)
+    loss, finite = float(m["loss"]), bool(m["finite"])
+    in_a_row = 0 if finite else in_a_row + 1
+    if not finite:
+      tqdm.write(f"step {step + 1}: non-finite loss ({loss}); update skipped")
+      log.write(step=step + 1, event="nonfinite", loss=str(loss))
+      if in_a_row >= t.max_nonfinite:
+        ckpt.close()
+        raise NonFiniteLoss(f"non-finite loss at step {step + 1} ({in_a_row} steps in a row); "
+                            f"the last good checkpoint is in {ckpt.directory}")
+    done = step + 1
+    bar.update(1)
+    if done % t.log_every == 0 or done == end:
+      now = time.perf_counter()
+      rate = (done - step_mark) / (now - t_mark)
+      t_mark, step_mark = now, done
+      bar.set_postfix(loss=f"{loss:.1f}", steps_per_s=f"{rate:.1f}")
+      log.write(step=done, loss=loss, grad_norm=float(m["grad_norm"]), steps_per_s=rate)
+    metrics = None
+    if done % t.val_every == 0 or done == t.steps:
+      metrics = validate(posterior_fn, state.params, val_images, val_catalog, cfg)
+      log.write(step=done, event="validation", **metrics)
+      tqdm.write(f"step {done}: validation F1 {metrics['f1']:.3f}, NLL {metrics['nll']:.1f}")
+      last_metrics = metrics
+    if metrics is not None or done % t.checkpoint_every == 0 or done == end:
+      ckpt.save(state, cfg, metrics=metrics)
+  bar.close()
+  ckpt.wait()
+
+  if last_metrics is None:  # Resumed after the end, or stopped early: validate now.
+    last_metrics = validate(posterior_fn, state.params, val_images, val_catalog, cfg)
+  picture = os.path.join(run_dir, "validation.png")
+  post = posterior_fn(state.params, val_images[:1])
+  save_validation_picture(picture, val_images[0], to_table(
+      jax.tree.map(lambda a: a[:1], val_catalog), cfg.model.cell)[0],
+      post.to_table(cfg.model.cell, t.threshold)[0])
+  ckpt.close()
+  return {"metrics": last_metrics, "step": int(state.step), "checkpoints": ckpt.directory,
+          "picture": picture, "params": state.params, "state": state,
+          "table": metrics_table(last_metrics)}
+
+
+def final_report(result: dict) -> str:
+  """What ``train.py`` prints at the end."""
+  best = os.path.join(result["checkpoints"], "best")
+  return (f"validation metrics at step {result['step']}:\n{result['table']}\n"
+          f"checkpoint: {best}\npicture:    {result['picture']}")
+
+
+

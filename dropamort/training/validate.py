@@ -1,0 +1,30 @@
+"""Validation on the fixed simulated set: NLL and the detection/calibration metrics."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from dropamort.config import TrainConfig
+from dropamort.metrics import detection_metrics
+from dropamort.model.catalog import to_table
+
+
+def validate(posterior_fn, params, images, catalog, cfg: TrainConfig, batch: int = 32) -> dict:
+  """Metrics of the encoder's posterior on (images, true catalogs).
+
+  Returns:
+    nll (mean -log q(true catalog | image)), and ``metrics.detection_metrics`` of the
+    thresholded posterior tables against the truth.
+  """
+  nll, pred_tables = [], []
+  for start in range(0, images.shape[0], batch):
+    sl = slice(start, start + batch)
+    post = posterior_fn(params, images[sl])
+    part = jax.tree.map(lambda a: a[sl], catalog)
+    nll.append(np.asarray(-post.log_prob(part)))
+    pred_tables += post.to_table(cfg.model.cell, cfg.trainer.threshold)
+  true_tables = to_table(catalog, cfg.model.cell)
+  out = {"nll": float(np.concatenate(nll).mean())}
+  out.update(detection_metrics(true_tables, pred_tables))
+  return out

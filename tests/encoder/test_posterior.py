@@ -1,0 +1,77 @@
+"""The posterior's density against hand computation (scipy), and its sampler."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from scipy.special import expit, logit
+
+from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.model.catalog import Catalog
+from dropamort.objective import npe_loss
+
+
+def tiny():
+  """One image, a 1×2 grid, T = 1, C = 1; the first cell on, the second off."""
+  post = CatalogPosterior(
+      on_logit_BYX=jnp.array([[[0.3, -1.2]]]),
+      offset_loc_BYX2=jnp.array([[[[0.2, -0.4], [1.0, 1.0]]]]),
+      offset_scale_BYX2=jnp.array([[[[0.5, 0.8], [1.0, 1.0]]]]),
+      logr_loc_BYX=jnp.array([[[1.1, 0.0]]]),
+      logr_scale_BYX=jnp.array([[[0.3, 1.0]]]),
+      comp_loc_BYXT=jnp.array([[[[-0.5], [0.0]]]]),
+      comp_scale_BYXT=jnp.array([[[[0.7], [1.0]]]]),
+      bg_loc_BC=jnp.array([[0.4]]), bg_scale_BC=jnp.array([[0.1]]))
+  cat = Catalog(on_BYX=jnp.array([[[True, False]]]),
+                offset_BYX2=jnp.array([[[[0.6, 0.3], [0.5, 0.5]]]]),
+                radius_BYX=jnp.array([[[2.5, 9.0]]]),
+                composition_BYXT=jnp.array([[[[0.35], [0.9]]]]),
+                background_BC=jnp.array([[0.45]]))
+  return post, cat
+
+
+def test_loss_equals_hand_computed():
+  post, cat = tiny()
+  n = scipy.stats.norm.logpdf
+  logit_normal = lambda u, m, s: n(logit(u), m, s) - np.log(u * (1 - u))
+  want = (np.log(expit(0.3)) + np.log(1 - expit(-1.2))       # on: cell 1 on, cell 2 off
+          + logit_normal(0.6, 0.2, 0.5) + logit_normal(0.3, -0.4, 0.8)  # offset (x, y)
+          + scipy.stats.lognorm(s=0.3, scale=np.exp(1.1)).logpdf(2.5)   # radius
+          + logit_normal(0.35, -0.5, 0.7)                     # composition
+          + n(0.45, 0.4, 0.1))                                # background
+  np.testing.assert_allclose(float(npe_loss(post, cat)), -want, rtol=1e-5)
+
+
+def test_off_cells_ignore_their_continuous_factors():
+  post, cat = tiny()
+  moved = cat.replace(radius_BYX=cat.radius_BYX.at[0, 0, 1].set(0.01),
+                      offset_BYX2=cat.offset_BYX2.at[0, 0, 1].set(0.999))
+  assert float(post.log_prob(cat)[0]) == float(post.log_prob(moved)[0])
+
+
+def test_samples_match_factor_parameters(key):
+  post, _ = tiny()
+  s = post.sample(key, 20000)
+  assert s.on_BYX.shape == (20000, 1, 1, 2)
+  np.testing.assert_allclose(s.on_BYX.mean(0)[0, 0], expit([0.3, -1.2]), atol=0.015)
+  z = logit(np.asarray(s.offset_BYX2[:, 0, 0, 0]))
+  np.testing.assert_allclose([z[:, 0].mean(), z[:, 0].std()], [0.2, 0.5], atol=0.02)
+  np.testing.assert_allclose([z[:, 1].mean(), z[:, 1].std()], [-0.4, 0.8], atol=0.03)
+  lr = np.log(np.asarray(s.radius_BYX[:, 0, 0, 0]))
+  np.testing.assert_allclose([lr.mean(), lr.std()], [1.1, 0.3], atol=0.01)
+  logq = jax.vmap(post.log_prob)(s)
+  assert np.all(np.isfinite(np.asarray(logq)))
+
+
+def test_table_intervals_hold_90_percent_of_samples(key):
+  post, _ = tiny()
+  table = post.to_table(cell=4, threshold=0.5)[0]  # Only cell 1 has p > 0.5.
+  assert len(table["x"]) == 1
+  s = post.sample(key, 20000)
+  x = (0 + np.asarray(s.offset_BYX2[:, 0, 0, 0, 0])) * 4
+  r = np.asarray(s.radius_BYX[:, 0, 0, 0])
+  for v, lo, hi in ((x, table["x_lo"][0], table["x_hi"][0]),
+                    (r, table["r_lo"][0], table["r_hi"][0])):
+    assert abs(np.mean((v >= lo) & (v <= hi)) - 0.90) < 0.01
+  np.testing.assert_allclose(table["x"][0], 4 * expit(0.2), rtol=1e-6)  # Median.
+  np.testing.assert_allclose(table["r"][0], np.exp(1.1), rtol=1e-6)

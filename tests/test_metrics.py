@@ -1,0 +1,49 @@
+import numpy as np
+
+from dropamort.metrics import detection_metrics, match
+
+
+def table(xy, r=None, comp=None):
+  xy = np.asarray(xy, float).reshape(-1, 2)
+  r = np.full(len(xy), 2.0) if r is None else np.asarray(r, float)
+  comp = np.zeros((len(xy), 1)) if comp is None else np.asarray(comp, float)
+  return {"x": xy[:, 0], "y": xy[:, 1], "r": r, "composition": comp}
+
+
+def test_known_tp_fp_fn():
+  true = table([[10, 10], [20, 20], [30, 30]], r=[2, 2, 4])
+  pred = table([[10.5, 10], [29, 31], [50, 50]])  # hit, hit (tol 2 for r=4), false alarm
+  m = detection_metrics([true], [pred])
+  assert (m["tp"], m["fp"], m["fn"]) == (2, 1, 1)
+  np.testing.assert_allclose([m["precision"], m["recall"], m["f1"], m["jaccard"]],
+                             [2 / 3, 2 / 3, 2 / 3, 2 / 4])
+  np.testing.assert_allclose(m["position_rmse"], np.sqrt((0.25 + 2) / 2))
+
+
+def test_tolerance_is_max_of_one_pixel_and_half_radius():
+  true = table([[0, 0], [100, 100]], r=[1.0, 6.0])
+  assert len(match(true, table([[1.1, 0]]))[0]) == 0      # 1.1 > max(1, 0.5)
+  assert len(match(true, table([[0.9, 0]]))[0]) == 1
+  assert len(match(true, table([[102.9, 100]]))[0]) == 1  # 2.9 <= 3
+  assert len(match(true, table([[103.1, 100]]))[0]) == 0
+
+
+def test_hungarian_prefers_more_matches_then_shorter_distance():
+  # Greedy nearest-first would pair pred 0 with true 1 and leave true 0 unmatched.
+  true = table([[0, 0], [1.6, 0]], r=[2, 2])
+  pred = table([[0.9, 0], [2.5, 0]])
+  i, j = match(true, pred)
+  assert sorted(zip(i, j)) == [(0, 0), (1, 1)]
+  # A tie: two predictions equally close; exactly one is matched.
+  i, j = match(table([[0, 0]]), table([[0.5, 0], [-0.5, 0]]))
+  assert len(i) == 1
+
+
+def test_empty_sets():
+  empty = table(np.zeros((0, 2)))
+  m = detection_metrics([empty], [empty])
+  assert m["f1"] == 1.0 and m["tp"] == 0
+  m = detection_metrics([table([[1, 1]])], [empty])
+  assert (m["tp"], m["fn"], m["recall"], m["f1"]) == (0, 1, 0.0, 0.0)
+  m = detection_metrics([empty], [table([[1, 1]])])
+  assert (m["fp"], m["precision"]) == (1, 0.0)

@@ -1,0 +1,71 @@
+"""train.py through Hydra: composition, the smoke run, sweeps and errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from dropamort.config import TrainConfig, register_configs, to_dataclass
+from dropamort.training.loop import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONF = os.path.join(ROOT, "conf")
+register_configs()
+
+
+def composed(*overrides):
+  with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+    return to_dataclass(compose(config_name="train", overrides=list(overrides)))
+
+
+def test_defaults_in_yaml_equal_the_schema_defaults():
+  assert composed() == TrainConfig()
+
+
+@pytest.mark.parametrize("overrides", [[], ["experiment=gpu"], ["debug=smoke"],
+                                       ["experiment=gpu", "debug=smoke"]])
+def test_every_group_composes(overrides):
+  cfg = composed(*overrides)
+  assert isinstance(cfg, TrainConfig)
+  if "experiment=gpu" in overrides and "debug=smoke" not in overrides:
+    assert cfg.trainer.steps == 50000 and cfg.encoder.width == 128
+
+
+def test_smoke_trains_end_to_end(tmp_path):
+  cfg = composed("debug=smoke", "trainer.progress=false")
+  result = train(cfg, str(tmp_path))
+  assert result["step"] == 4
+  assert os.path.isdir(os.path.join(result["checkpoints"], "best"))
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines if l.get("event") == "validation"] == [2, 4]
+  assert {"f1", "nll", "precision", "recall"} <= set(result["metrics"])
+
+
+def run(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_bad_value_fails_with_one_line(tmp_path):
+  p = run("model.noise_sigma=-1", f"hydra.run.dir={tmp_path}")
+  assert p.returncode == 2
+  assert p.stderr.strip() == "dropamort: error: model.noise_sigma must be > 0 (got -1.0)"
+
+
+def test_unknown_key_fails_naming_it(tmp_path):
+  p = run("trainer.stepz=5", f"hydra.run.dir={tmp_path}")
+  assert p.returncode != 0 and "trainer.stepz" in p.stderr
+  p = run("trainer.steps=many", f"hydra.run.dir={tmp_path}")
+  assert p.returncode != 0 and "trainer.steps" in p.stderr
+
+
+def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
+  p = run("-m", "debug=smoke", "trainer.progress=false", "optim.lr=1e-3,3e-3",
+          f"hydra.sweep.dir={tmp_path}")
+  assert p.returncode == 0, p.stderr
+  for job in ("0", "1"):
+    assert (tmp_path / job / "metrics.jsonl").exists()
+    assert (tmp_path / job / "validation.png").exists()

@@ -1,0 +1,48 @@
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from dropamort.training.checkpoint import Checkpoints, IncompatibleCheckpoint
+from dropamort.training.loop import train
+from dropamort.training.state import abstract_state, init_state, make_optimizer
+from dropamort.training.step import make_train_step
+
+
+def test_restore_is_bit_identical(key, tiny_cfg, tmp_path):
+  tx = make_optimizer(tiny_cfg.optim, 10)
+  state = init_state(key, tiny_cfg, tx)
+  state, _ = make_train_step(tiny_cfg, tx)(state, key)  # Non-trivial optimizer state.
+  ckpt = Checkpoints(str(tmp_path / "ck"), "f1")
+  ckpt.save(state, tiny_cfg, metrics={"f1": 0.5})
+  ckpt.wait()
+  back = Checkpoints(str(tmp_path / "ck"), "f1").restore_latest(
+      abstract_state(tiny_cfg, tx), tiny_cfg)
+  assert jax.tree.structure(back) == jax.tree.structure(state)
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state),
+               jax.tree.map(np.asarray, back))
+  assert ckpt.best.best_step() == 1
+
+
+def test_resume_reaches_the_same_parameters(tiny_cfg, tmp_path):
+  whole = train(tiny_cfg, str(tmp_path / "whole"))
+  part = train(tiny_cfg, str(tmp_path / "split"), stop_at=3)
+  assert part["step"] == 3
+  resumed = train(tiny_cfg, str(tmp_path / "split"))
+  assert resumed["step"] == whole["step"] == 6
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, whole["params"]),
+               jax.tree.map(np.asarray, resumed["params"]))
+  for name in ("metrics.jsonl", "validation.png"):
+    assert (tmp_path / "split" / name).exists()
+
+
+def test_incompatible_config_is_refused(tiny_cfg, tmp_path):
+  train(tiny_cfg, str(tmp_path / "run"), stop_at=3)
+  other = dataclasses.replace(
+      tiny_cfg, model=dataclasses.replace(tiny_cfg.model, types=4),
+      encoder=dataclasses.replace(tiny_cfg.encoder, width=12))
+  with pytest.raises(IncompatibleCheckpoint, match=r"model\.types: checkpoint 3, config 4"):
+    train(other, str(tmp_path / "run"))
+  # Nothing was overwritten: the original still resumes.
+  assert train(tiny_cfg, str(tmp_path / "run"))["step"] == 6

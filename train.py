@@ -1,0 +1,32 @@
+"""Train the amortized encoder on images simulated from the generative model.
+
+    python train.py                      # the CPU-sized default (about 10 min on 2 cores)
+    python train.py debug=smoke          # a few steps, seconds
+    python train.py experiment=gpu       # the full-size configuration, for a GPU
+    python train.py -m optim.lr=1e-3,3e-3 encoder.width=32,64    # a sweep
+
+Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directory,
+``runs/train`` unless ``hydra.run.dir=...``; starting again in the same directory resumes.
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from dropamort.cli import run_or_fail
+from dropamort.config import register_configs, to_dataclass
+from dropamort.training.loop import final_report, train
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(raw: DictConfig) -> None:
+  cfg = run_or_fail(to_dataclass, raw)
+  run_dir = HydraConfig.get().runtime.output_dir
+  result = run_or_fail(train, cfg, run_dir)
+  print(final_report(result))
+
+
+if __name__ == "__main__":
+  main()
