@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dropamort.cli import run_or_fail
+from dropamort.cli import quiet_libraries, run_or_fail
 from dropamort.config import register_configs, to_dataclass
 from dropamort.training.loop import final_report, train
 
@@ -22,6 +22,7 @@ register_configs()
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(raw: DictConfig) -> None:
+  quiet_libraries()
   cfg = run_or_fail(to_dataclass, raw)
   run_dir = HydraConfig.get().runtime.output_dir
   result = run_or_fail(train, cfg, run_dir)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from dropamort.config import ConfigError
+from dropamort.data.images import ImageError
+from dropamort.inference.restore import CheckpointError
 from dropamort.model.decoder import DecoderParamsError
 from dropamort.training.checkpoint import IncompatibleCheckpoint
 from dropamort.training.loop import NonFiniteLoss
 
 # Failures a user can cause and fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ConfigError, IncompatibleCheckpoint, NonFiniteLoss, FileNotFoundError,
-               DecoderParamsError)
+               DecoderParamsError, ImageError, CheckpointError)
+
+
+def quiet_libraries() -> None:
+  """Keeps Orbax/absl INFO chatter out of the console and Hydra's log (warnings stay)."""
+  for name in ("absl", "orbax", "jax"):
+    logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = 2):

@@ -230,3 +230,43 @@ def json_ready(x):
   if isinstance(x, (list, tuple)):
     return [json_ready(v) for v in x]
   return x
+
+
+@dataclasses.dataclass
+class InferConfig:
+  """How ``infer.py`` reads images."""
+
+  scale: float = 1.0  # Resize factor before inference (the example analysis used 0.25).
+  threshold: float = 0.5  # p above which a droplet is listed in the catalog.
+  tile: int = 512  # Images larger than this (px, after scaling) are tiled.
+  overlap: int = 8  # Context cells around each tile's own region.
+  samples: int = 200  # Posterior samples for the summary's credible intervals.
+  refine_steps: int = 0  # SVI steps after the single pass (0: none).
+  refine_lr: float = 0.01
+  seed: int = 0
+  pictures: bool = True
+  progress: bool = True
+
+  def __post_init__(self):
+    _check(self.scale > 0 and math.isfinite(self.scale), "infer.scale", "> 0", self.scale)
+    _check(0 < self.threshold < 1, "infer.threshold", "in (0, 1)", self.threshold)
+    _check(self.tile >= 16, "infer.tile", ">= 16", self.tile)
+    _check(self.overlap >= 0, "infer.overlap", ">= 0", self.overlap)
+    _check(self.samples >= 10, "infer.samples", ">= 10", self.samples)
+    _check(self.refine_steps >= 0, "infer.refine_steps", ">= 0", self.refine_steps)
+    _check(self.refine_lr > 0, "infer.refine_lr", "> 0", self.refine_lr)
+
+
+@dataclasses.dataclass
+class InferRunConfig:
+  """The root configuration of ``infer.py``."""
+
+  image: str = "???"  # A file, a folder or a glob (required).
+  checkpoint: str | None = None  # Default: the best checkpoint of the latest run.
+  infer: InferConfig = dataclasses.field(default_factory=InferConfig)
+
+
+def register_infer_configs() -> None:
+  from hydra.core.config_store import ConfigStore
+
+  ConfigStore.instance().store(name="infer_schema", node=InferRunConfig)

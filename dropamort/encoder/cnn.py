@@ -33,9 +33,9 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, images_BHWC) -> CatalogPosterior:
     cfg = self.cfg
-    # Centre the pixels on the image's own mean colour: the background varies by image.
-    mean_B11C = images_BHWC.mean(axis=(1, 2), keepdims=True)
-    h = (images_BHWC - mean_B11C) * 5.0
+    # A fixed affine map, not per-image statistics: every cell's factors then depend only
+    # on the pixels in its receptive field, so tiled and whole-image inference agree.
+    h = (images_BHWC - 0.5) * 5.0
     for _ in range(cfg.stem_depth):
       h = nn.gelu(nn.Conv(cfg.stem, (3, 3))(h))
     h = nn.Conv(cfg.width, (1, 1))(space_to_depth(h, self.cell))
@@ -45,7 +45,7 @@ class Encoder(nn.Module):
     heads_BYXK = nn.Conv(heads_size(self.types), (1, 1))(h)
     # Background: pooled features plus the logit of the mean colour (a strong hint, since
     # most pixels are bare background).
-    mean_BC = jnp.clip(mean_B11C[:, 0, 0, :], 1e-3, 1 - 1e-3)
+    mean_BC = jnp.clip(images_BHWC.mean(axis=(1, 2)), 1e-3, 1 - 1e-3)
     pooled = jnp.concatenate([h.mean(axis=(1, 2)), jax.scipy.special.logit(mean_BC)], -1)
     bg_B2C = nn.Dense(2 * self.channels)(nn.gelu(nn.Dense(32)(pooled)))
     bg_loc = jax.scipy.special.logit(mean_BC) + bg_B2C[:, :self.channels]

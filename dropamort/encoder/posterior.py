@@ -112,8 +112,10 @@ class CatalogPosterior:
   def to_table(self, cell: int, threshold: float = 0.5, z: float = Z90):
     """Flat droplet tables (one dict of numpy arrays per image) with uncertainties.
 
-    Columns: x, y, r (medians, px), composition (N, T), p, and for each continuous
-    quantity its central interval (``*_lo``, ``*_hi``, for ``z`` = 1.645: 5%–95%).
+    Columns: x, y, r (medians, px), composition (N, T), p; for each continuous quantity
+    its central interval (``*_lo``, ``*_hi``; 5%–95% for ``z`` = 1.645, exact since the
+    transforms are monotone) and standard deviation (``*_sd``: exact for r, first-order
+    delta method for the logit-Normal x, y and composition).
     """
     a = jax.tree.map(np.asarray, self)
     gy, gx = a.on_logit_BYX.shape[-2:]
@@ -134,5 +136,9 @@ class CatalogPosterior:
           "x_lo": (c + sig(ox - z * sx)) * cell, "x_hi": (c + sig(ox + z * sx)) * cell,
           "y_lo": (rw + sig(oy - z * sy)) * cell, "y_hi": (rw + sig(oy + z * sy)) * cell,
           "r_lo": np.exp(lr - z * sr), "r_hi": np.exp(lr + z * sr),
-          "composition_lo": sig(cl - z * cs), "composition_hi": sig(cl + z * cs)})
+          "composition_lo": sig(cl - z * cs), "composition_hi": sig(cl + z * cs),
+          "x_sd": cell * sx * sig(ox) * (1 - sig(ox)),
+          "y_sd": cell * sy * sig(oy) * (1 - sig(oy)),
+          "r_sd": np.exp(lr) * np.sqrt(np.expm1(sr**2) * np.exp(sr**2)),
+          "composition_sd": cs * sig(cl) * (1 - sig(cl))})
     return tables

@@ -20,11 +20,27 @@ from dropamort.config import ModelConfig
 from dropamort.model.catalog import Catalog, neighbour_index, pad_flat
 
 
+class TruncatedLogNormal(dist.TransformedDistribution):
+  """exp of a truncated Normal, with its support declared as the interval [low, high]
+  (a plain TransformedDistribution would claim (0, inf), and guides built from the
+  support, such as AutoNormal's, would then propose radii the prior gives zero mass)."""
+
+  pytree_aux_fields = ("low", "high")
+
+  def __init__(self, loc, scale, *, low: float, high: float):
+    self.low, self.high = low, high
+    base = dist.TruncatedNormal(loc, scale, low=math.log(low), high=math.log(high))
+    super().__init__(base, dist.transforms.ExpTransform())
+
+  @property
+  def support(self):
+    return dist.constraints.interval(self.low, self.high)
+
+
 def radius_distribution(cfg: ModelConfig) -> dist.Distribution:
   """log r ~ Normal(radius_loc, radius_scale) truncated to [radius_min, radius_max]."""
-  log_r = dist.TruncatedNormal(cfg.radius_loc, cfg.radius_scale,
-                               low=math.log(cfg.radius_min), high=math.log(cfg.radius_max))
-  return dist.TransformedDistribution(log_r, dist.transforms.ExpTransform())
+  return TruncatedLogNormal(cfg.radius_loc, cfg.radius_scale, low=cfg.radius_min,
+                            high=cfg.radius_max)
 
 
 def cell_probability(cfg: ModelConfig) -> float:

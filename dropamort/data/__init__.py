@@ -1,0 +1,1 @@
+"""Data: reading images (and, later, TFDS datasets)."""

@@ -1,0 +1,83 @@
+"""Single-pass inference on one image array: encoder posterior over the whole catalog."""
+
+from __future__ import annotations
+
+import dataclasses
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dropamort.config import TrainConfig
+from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.inference.tiling import owned_ranges, tile_starts
+from dropamort.training.state import make_encoder
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+  tile: int = 512  # Tile side in pixels (a multiple of the cell size).
+  overlap: int = 8  # Context cells kept around each tile's owned region.
+  batch: int = 4  # Tiles per encoder call.
+
+
+class Predictor:
+  """The trained encoder and decoder, ready to read images. Holds no per-image state."""
+
+  def __init__(self, cfg: TrainConfig, params, decoder_params, plan: TilePlan = TilePlan()):
+    self.cfg, self.params, self.decoder_params, self.plan = cfg, params, decoder_params, plan
+    if plan.tile % cfg.model.cell:
+      raise ValueError(f"infer.tile must be a multiple of the cell size {cfg.model.cell}")
+    encoder = make_encoder(cfg)
+    # One compiled function per input shape; tiles all share one shape.
+    self._encode = jax.jit(lambda p, x: encoder.apply({"params": p}, x))
+
+  @property
+  def cell(self) -> int:
+    return self.cfg.model.cell
+
+  def pad(self, image_HWC: np.ndarray) -> np.ndarray:
+    """Edge-pads to whole cells (and to at least one tile when tiling)."""
+    c = self.cell
+    h, w = image_HWC.shape[:2]
+    ph, pw = -(-h // c) * c, -(-w // c) * c
+    if ph > self.plan.tile or pw > self.plan.tile:
+      ph, pw = max(ph, self.plan.tile), max(pw, self.plan.tile)
+    return np.pad(image_HWC, [(0, ph - h), (0, pw - w), (0, 0)], mode="edge")
+
+  def posterior(self, image_HWC: np.ndarray) -> CatalogPosterior:
+    """q(catalog | image) on the padded image's cell grid (batch of one)."""
+    padded = self.pad(np.asarray(image_HWC, np.float32))
+    if max(padded.shape[:2]) <= self.plan.tile:
+      return self._encode(self.params, jnp.asarray(padded)[None])
+    return self._tiled(padded)
+
+  def _tiled(self, padded: np.ndarray) -> CatalogPosterior:
+    c, t = self.cell, self.plan.tile // self.cell
+    gy, gx = padded.shape[0] // c, padded.shape[1] // c
+    sy, sx = tile_starts(gy, t, self.plan.overlap), tile_starts(gx, t, self.plan.overlap)
+    ry, rx = owned_ranges(gy, sy, t), owned_ranges(gx, sx, t)
+    jobs = [(i, j) for i in range(len(sy)) for j in range(len(sx))]
+    out, bg_loc, bg_scale, weight = None, 0.0, 0.0, 0
+    for b in range(0, len(jobs), self.plan.batch):
+      chunk = jobs[b:b + self.plan.batch]
+      tiles = np.stack([padded[sy[i] * c:(sy[i] + t) * c, sx[j] * c:(sx[j] + t) * c]
+                        for i, j in chunk])
+      if len(chunk) < self.plan.batch:  # Keep one compiled shape.
+        tiles = np.concatenate([tiles, np.repeat(tiles[-1:], self.plan.batch - len(chunk), 0)])
+      post = jax.tree.map(np.asarray, self._encode(self.params, jnp.asarray(tiles)))
+      if out is None:
+        out = jax.tree.map(lambda a: np.zeros((1, gy, gx) + a.shape[3:], a.dtype), post)
+      for k, (i, j) in enumerate(chunk):
+        (y0, y1), (x0, x1) = ry[i], rx[j]
+        src = (k, slice(y0 - sy[i], y1 - sy[i]), slice(x0 - sx[j], x1 - sx[j]))
+        for name in _CELL_FIELDS:
+          getattr(out, name)[0, y0:y1, x0:x1] = getattr(post, name)[src]
+        n = (y1 - y0) * (x1 - x0)
+        bg_loc, bg_scale = bg_loc + n * post.bg_loc_BC[k], bg_scale + n * post.bg_scale_BC[k]
+        weight += n
+    out = out.replace(bg_loc_BC=(bg_loc / weight)[None], bg_scale_BC=(bg_scale / weight)[None])
+    return jax.tree.map(jnp.asarray, out)
+
+
+_CELL_FIELDS = [f.name for f in dataclasses.fields(CatalogPosterior)
+                if f.name.endswith(("_BYX", "_BYX2", "_BYXT"))]

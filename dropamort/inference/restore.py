@@ -1,0 +1,73 @@
+"""Finding and restoring a trained checkpoint: the hand-off from training to inference."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import orbax.checkpoint as ocp
+
+from dropamort.config import TrainConfig, from_dict
+from dropamort.training.state import abstract_state, make_optimizer
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint: missing, not a checkpoint, or unreadable."""
+
+
+SEARCH = ("runs/*/checkpoints/best", "multirun/*/*/checkpoints/best")
+
+
+def latest_training_run(root: str = ".") -> str:
+  """The ``best`` checkpoint directory of the most recently written training run."""
+  found = [p for pattern in SEARCH for p in glob.glob(os.path.join(root, pattern))
+           if any(d.isdigit() for d in os.listdir(p))]
+  if not found:
+    raise CheckpointError(
+        "no checkpoint given and none found in " + " or ".join(
+            os.path.join(os.path.abspath(root), s) for s in SEARCH)
+        + "; train one with `python train.py` or pass checkpoint=PATH")
+  return max(found, key=os.path.getmtime)
+
+
+def resolve(path: str) -> tuple[str, int]:
+  """A run dir, its checkpoints dir, a manager dir (best/latest) or a step dir ->
+  (manager directory, step)."""
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise CheckpointError(f"{path}: no such checkpoint")
+  for sub in ("checkpoints/best", "best"):
+    if os.path.isdir(os.path.join(path, sub)):
+      path = os.path.join(path, sub)
+      break
+  if os.path.basename(path).isdigit():
+    return os.path.dirname(path), int(os.path.basename(path))
+  steps = sorted(int(d) for d in os.listdir(path) if d.isdigit()
+                 and os.path.isdir(os.path.join(path, d)))
+  if not steps:
+    raise CheckpointError(f"{path}: not a dropamort checkpoint (no saved steps inside)")
+  return path, steps[-1]
+
+
+def restore(path: str):
+  """(TrainConfig, encoder params, decoder params) from a checkpoint.
+
+  Raises:
+    CheckpointError: missing, not a checkpoint, or unreadable (corrupt).
+  """
+  directory, step = resolve(path)
+  items = ("state", "config")
+  try:
+    mngr = ocp.CheckpointManager(directory, item_names=items)
+    saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    cfg = from_dict(TrainConfig, saved["config"])
+    abstract = abstract_state(cfg, make_optimizer(cfg.optim, cfg.trainer.steps))
+    state = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract)))["state"]
+    mngr.close()
+  except CheckpointError:
+    raise
+  except Exception as err:  # Orbax/tensorstore raise many kinds for damaged files.
+    msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    raise CheckpointError(f"{directory}/{step}: unreadable checkpoint ({msg})") from None
+  return cfg, state.params, state.decoder_params

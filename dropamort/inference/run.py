@@ -1,0 +1,108 @@
+"""``infer.py``'s job: images in, per-image outputs and a combined table out.
+
+Each image's outputs are written to a hidden temporary folder and renamed into place
+when complete, so a failure never leaves partial outputs that look finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from dropamort.config import InferConfig
+from dropamort.data.images import ImageError, find_images, read_image
+from dropamort.inference import pictures
+from dropamort.inference.api import DropletReader, Result
+from dropamort.inference.reconstruct import reconstruct
+
+
+def write_outputs(result: Result, reader: DropletReader, out_dir: str, options: InferConfig,
+                  notes: list[str], source: str) -> None:
+  """catalog.csv/.parquet, summary.json and pictures, atomically into ``out_dir``."""
+  tmp = os.path.join(os.path.dirname(out_dir), "." + os.path.basename(out_dir) + ".partial")
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    summary = dict(result.summary, source=os.path.abspath(source), notes=notes)
+    t0 = time.perf_counter()
+    if options.pictures:
+      _pictures(result, reader, tmp, summary, options)
+    summary["timings_s"]["pictures"] = round(time.perf_counter() - t0, 3)
+    result.table.to_csv(os.path.join(tmp, "catalog.csv"), index=False)
+    result.table.to_parquet(os.path.join(tmp, "catalog.parquet"), index=False)
+    with open(os.path.join(tmp, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pictures(result, reader, folder, summary, options):
+  cfg = reader.cfg.model
+  h, w = result.image.shape[:2]
+  rx, ry = result.ratio_xy
+  t = result.table
+  comp = t[[c for c in t.columns if c.startswith("composition_") and c.count("_") == 1]]
+  pictures.save_overlay(os.path.join(folder, "overlay.png"), result.image, t["x"] / rx,
+                        t["y"] / ry, t["r"] / np.sqrt(rx * ry), comp.to_numpy(), t["p"],
+                        title=f"{len(t)} droplets (p > {options.threshold})")
+  recon = reconstruct(cfg, reader.predictor.decoder_params, result.posterior, height=h,
+                      width=w, threshold=options.threshold)
+  rmse = float(np.sqrt(np.mean((recon - result.image) ** 2)))
+  summary["reconstruction_rmse"] = rmse
+  pictures.save_image(os.path.join(folder, "reconstruction.png"), recon,
+                      title="decoder render of the posterior point estimate")
+  pictures.save_residual(os.path.join(folder, "residual.png"), result.image, recon,
+                         title=f"image - reconstruction (RMSE {rmse:.4f})")
+
+
+def output_name(path: str, taken: set[str]) -> str:
+  """A folder name for an image's outputs: its file name, made unique."""
+  name = os.path.basename(path) or "image"
+  base, k = name, 1
+  while name in taken:
+    k += 1
+    name = f"{base}-{k}"
+  taken.add(name)
+  return name
+
+
+def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -> int:
+  """Infers every image of ``spec``; returns the number of failed images."""
+  paths = find_images(spec)
+  channels = reader.cfg.model.channels
+  taken, tables, failed = set(), [], 0
+  for path in tqdm(paths, disable=not options.progress or len(paths) < 2, unit="image"):
+    name = output_name(path, taken)
+    try:
+      image, notes = read_image(path, channels)
+      result = reader.infer(image, options)
+      if options.refine_steps:
+        from dropamort.inference.refine import refine_result
+
+        result = refine_result(reader, result, options)
+      write_outputs(result, reader, os.path.join(out_root, name), options, notes, path)
+    except ImageError as err:
+      failed += 1
+      print(f"dropamort: error: {err}", file=sys.stderr)
+      continue
+    tables.append(result.table.assign(image=name))
+    count = result.summary["count"]
+    tqdm.write(f"{path}: {len(result.table)} droplets with p > {options.threshold}; "
+               f"posterior count {count['median']:.0f} (90% CI {count['ci90'][0]:.0f}–"
+               f"{count['ci90'][1]:.0f}) -> {os.path.join(out_root, name)}")
+  if len(paths) > 1 and tables:
+    combined = pd.concat(tables, ignore_index=True)
+    combined.to_csv(os.path.join(out_root, "catalog_all.csv"), index=False)
+    combined.to_parquet(os.path.join(out_root, "catalog_all.parquet"), index=False)
+  if failed:
+    print(f"dropamort: {failed} of {len(paths)} images failed", file=sys.stderr)
+  return failed

@@ -1,0 +1,41 @@
+"""Read droplet images with a trained checkpoint: one forward pass per image.
+
+    python infer.py image=PATH                  # a file, a folder or a glob
+    python infer.py image=IMG infer.scale=0.25  # resize first (coordinates stay original)
+    python infer.py image=IMG checkpoint=runs/train infer.refine_steps=100
+
+Per image, in the Hydra run directory: catalog.csv, catalog.parquet, summary.json,
+overlay.png, reconstruction.png, residual.png; a folder also gets catalog_all.csv.
+"""
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
+
+from dropamort.cli import quiet_libraries, fail, run_or_fail
+from dropamort.config import InferRunConfig, register_infer_configs, to_dataclass
+from dropamort.inference.api import load
+from dropamort.inference.run import run
+
+register_infer_configs()
+
+
+@hydra.main(config_path="conf", config_name="infer", version_base="1.3")
+def main(raw: DictConfig) -> None:
+  quiet_libraries()
+  try:
+    cfg = run_or_fail(to_dataclass, raw, InferRunConfig)
+  except MissingMandatoryValue:
+    fail("image=PATH is required (a file, a folder or a glob)")
+  opts = cfg.infer
+  reader = run_or_fail(load, cfg.checkpoint, tile=opts.tile, overlap=opts.overlap)
+  failed = run_or_fail(run, reader, cfg.image, HydraConfig.get().runtime.output_dir, opts)
+  if failed:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  main()

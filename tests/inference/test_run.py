@@ -1,0 +1,99 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dropamort
+from dropamort.config import InferConfig
+from dropamort.inference.catalog_table import droplet_table
+from dropamort.inference.restore import CheckpointError
+from dropamort.inference.run import run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OPTS = InferConfig(samples=20, progress=False)
+
+
+def test_api_infers_without_touching_files(checkpoint, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  reader = dropamort.load(checkpoint)
+  image = np.random.default_rng(1).random((30, 42, 3)).astype(np.float32)
+  result = reader.infer(image, OPTS)
+  assert list(tmp_path.iterdir()) == []
+  assert {"x", "y", "r", "p", "composition_1", "x_sd", "r_q05", "r_q95"} <= set(result.table)
+  assert result.summary["analysed_size"] == [30, 42]
+  lo, hi = result.summary["count"]["ci90"]
+  assert lo <= result.summary["count"]["median"] <= hi
+
+
+def test_table_coordinates_scale_back_to_the_original_frame(checkpoint):
+  reader = dropamort.load(checkpoint)
+  image = np.random.default_rng(2).random((64, 80, 3)).astype(np.float32)
+  small = reader.infer(image, InferConfig(scale=0.5, samples=20, threshold=0.05))
+  post = small.posterior
+  raw = droplet_table(post, cell=4, threshold=0.05, ratio_xy=(1.0, 1.0), height=32, width=40)
+  assert len(raw) == len(small.table) > 0
+  np.testing.assert_allclose(small.table["x"], raw["x"] * 2.0, rtol=1e-6)
+  np.testing.assert_allclose(small.table["y"], raw["y"] * 2.0, rtol=1e-6)
+  np.testing.assert_allclose(small.table["r"], raw["r"] * 2.0, rtol=1e-6)
+  assert small.summary["image_size"] == [64, 80] and small.summary["analysed_size"] == [32, 40]
+
+
+def test_folder_mode_skips_the_bad_file(checkpoint, image_folder, tmp_path, capsys):
+  out = tmp_path / "out"
+  out.mkdir()
+  failed = run(dropamort.load(checkpoint), str(image_folder), str(out), OPTS)
+  assert failed == 1
+  assert "c.png: not a readable image" in capsys.readouterr().err
+  assert sorted(os.listdir(out)) == ["a.png", "b.jpg", "catalog_all.csv", "catalog_all.parquet"]
+  for name in ("a.png", "b.jpg"):
+    files = set(os.listdir(out / name))
+    assert files == {"catalog.csv", "catalog.parquet", "summary.json", "overlay.png",
+                     "reconstruction.png", "residual.png"}
+    csv = pd.read_csv(out / name / "catalog.csv")
+    pq = pd.read_parquet(out / name / "catalog.parquet")
+    np.testing.assert_allclose(csv["x"], pq["x"], rtol=1e-6)
+    summary = json.loads((out / name / "summary.json").read_text())
+    assert summary["image_size"] == [40, 52] and "reconstruction_rmse" in summary
+  combined = pd.read_csv(out / "catalog_all.csv")
+  assert set(combined["image"]) <= {"a.png", "b.jpg"}
+
+
+def test_checkpoint_errors(tmp_path):
+  with pytest.raises(CheckpointError, match="no such checkpoint"):
+    dropamort.load(str(tmp_path / "missing"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(CheckpointError, match="not a dropamort checkpoint"):
+    dropamort.load(str(tmp_path / "empty"))
+  broken = tmp_path / "broken" / "7"
+  broken.mkdir(parents=True)
+  (broken / "state").mkdir()
+  (broken / "state" / "garbage").write_text("x")
+  with pytest.raises(CheckpointError, match="unreadable checkpoint"):
+    dropamort.load(str(tmp_path / "broken"))
+
+
+def infer_cli(*args, cwd):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "infer.py"), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_cli_bad_inputs_give_one_line_and_no_outputs(checkpoint, image_folder, tmp_path):
+  out = tmp_path / "cli"
+  p = infer_cli(f"image={image_folder}/c.png", f"checkpoint={checkpoint}",
+                f"hydra.run.dir={out}", cwd=tmp_path)
+  assert p.returncode == 1
+  assert p.stderr.strip().splitlines()[0].startswith("dropamort: error: ")
+  assert "c.png: not a readable image" in p.stderr
+  assert not (out / "c.png").exists() and not any(n.endswith(".partial") for n in os.listdir(out))
+  p = infer_cli(f"image={image_folder}/a.png", f"checkpoint={tmp_path}/none",
+                f"hydra.run.dir={out}", cwd=tmp_path)
+  assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
+  assert "no such checkpoint" in p.stderr
+  p = infer_cli(f"image={image_folder}", f"hydra.run.dir={out}", cwd=tmp_path)  # No runs/.
+  assert p.returncode == 2 and "no checkpoint given and none found" in p.stderr
+  p = infer_cli(f"checkpoint={checkpoint}", f"hydra.run.dir={out}", cwd=tmp_path)
+  assert p.returncode == 2 and "image=PATH is required" in p.stderr
