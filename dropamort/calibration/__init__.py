@@ -1,0 +1,1 @@
+"""Calibrating the generative model on real images (wake phase, empirical-Bayes prior)."""
