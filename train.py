@@ -4,6 +4,7 @@
     python train.py debug=smoke          # a few steps, seconds
     python train.py experiment=gpu       # the full-size configuration, for a GPU
     python train.py -m optim.lr=1e-3,3e-3 encoder.width=32,64    # a sweep
+    python train.py data.real=DIR data.scale=0.25   # calibrate on real images (wake-sleep)
 
 Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directory,
 ``runs/train`` unless ``hydra.run.dir=...``; starting again in the same directory resumes.
@@ -14,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dropamort.cli import quiet_libraries, run_or_fail
+from dropamort.calibration.loop import calibrate
 from dropamort.config import register_configs, to_dataclass
 from dropamort.training.loop import final_report, train
 
@@ -25,7 +27,10 @@ def main(raw: DictConfig) -> None:
   quiet_libraries()
   cfg = run_or_fail(to_dataclass, raw)
   run_dir = HydraConfig.get().runtime.output_dir
-  result = run_or_fail(train, cfg, run_dir)
+  if cfg.data.real is None:
+    result = run_or_fail(train, cfg, run_dir)
+  else:  # Calibrate the generative model on real images (wake-sleep).
+    result = run_or_fail(calibrate, cfg, run_dir)
   print(final_report(result))
 
 

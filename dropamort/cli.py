@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from dropamort.calibration.loop import WakeFailed
 from dropamort.config import ConfigError
 from dropamort.data.images import ImageError
 from dropamort.inference.restore import CheckpointError
@@ -14,7 +15,7 @@ from dropamort.training.loop import NonFiniteLoss
 
 # Failures a user can cause and fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ConfigError, IncompatibleCheckpoint, NonFiniteLoss, FileNotFoundError,
-               DecoderParamsError, ImageError, CheckpointError)
+               DecoderParamsError, ImageError, CheckpointError, WakeFailed)
 
 
 def quiet_libraries() -> None:

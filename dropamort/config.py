@@ -168,6 +168,45 @@ class TrainerConfig:
 
 
 @dataclasses.dataclass
+class DataConfig:
+  """Real images to calibrate the generative model on (None: pure simulation)."""
+
+  real: str | None = None  # A folder, a glob or one image.
+  scale: float = 1.0  # Resize factor applied when the images are read.
+  columns: tuple[float, float] = (0.0, 1.0)  # Use only this fraction range of each width.
+
+  def __post_init__(self):
+    self.columns = tuple(self.columns)
+    _check(self.scale > 0, "data.scale", "> 0", self.scale)
+    _check(len(self.columns) == 2 and 0 <= self.columns[0] < self.columns[1] <= 1,
+           "data.columns", "[start, end] with 0 <= start < end <= 1", self.columns)
+
+
+@dataclasses.dataclass
+class CalibrateConfig:
+  """Wake–sleep rounds (used when ``data.real`` is set)."""
+
+  rounds: int = 3
+  sleep_steps: int = 1000  # Encoder steps on simulations per round (after the first
+  # ``trainer.steps``-long sleep phase).
+  wake_steps: int = 300
+  wake_batch: int = 16  # Real crops per wake step.
+  wake_crop: int = 96  # Side of a wake crop (px); a border of reach·radius_max is unscored.
+  wake_lr: float = 3e-3
+  wake_samples: int = 1  # Catalog samples from q per crop and step.
+  refit_prior: bool = True
+  min_found: float = 0.25  # Bootstrap from LoG blobs if the encoder finds fewer than
+  # this fraction of the blobs.
+
+  def __post_init__(self):
+    for name in ("rounds", "sleep_steps", "wake_steps", "wake_batch", "wake_samples",
+                 "wake_crop"):
+      _check(getattr(self, name) >= 1, f"calibrate.{name}", ">= 1", getattr(self, name))
+    _check(self.wake_lr > 0, "calibrate.wake_lr", "> 0", self.wake_lr)
+    _check(0 <= self.min_found <= 1, "calibrate.min_found", "in [0, 1]", self.min_found)
+
+
+@dataclasses.dataclass
 class TrainConfig:
   """The root configuration of ``train.py``."""
 
@@ -175,6 +214,8 @@ class TrainConfig:
   encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
   optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  calibrate: CalibrateConfig = dataclasses.field(default_factory=CalibrateConfig)
 
   def __post_init__(self):
     rf, need = self.encoder.receptive_field(self.model.cell), 2 * self.model.radius_max + 4

@@ -29,15 +29,21 @@ class WakeState:
 
 
 def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPosterior,
-                            images_BHWC, cfg: ModelConfig, samples: int = 1):
-  """Monte Carlo estimate of E_q log N(image | render(catalog), sigma), per image mean."""
+                            images_BHWC, cfg: ModelConfig, samples: int = 1, border: int = 0):
+  """Monte Carlo estimate of E_q log N(image | render(catalog), sigma), per image mean.
+
+  ``border`` px at each edge are left out: droplets centred outside a crop are not in its
+  catalog but their discs reach into it.
+  """
   decode = bind(decoder_module(cfg), decoder_params)
   catalogs = posterior.sample(key, samples)
   sigma = jnp.exp(log_sigma)
 
   def one(catalog):
     mean = render_catalog(cfg, decode, catalog)
-    resid = (images_BHWC - mean) / sigma
+    h, w = images_BHWC.shape[1:3]
+    inner = (slice(None), slice(border, h - border), slice(border, w - border))
+    resid = (images_BHWC[inner] - mean[inner]) / sigma
     return jnp.sum(-0.5 * resid**2 - log_sigma - 0.5 * jnp.log(2 * jnp.pi), axis=(1, 2, 3))
 
   return jnp.mean(jax.vmap(one)(catalogs))
@@ -49,7 +55,8 @@ def init_wake(decoder_params, sigma: float, tx: optax.GradientTransformation) ->
                    log_sigma=trainable[1], opt_state=tx.init(trainable))
 
 
-def make_wake_step(cfg: ModelConfig, tx: optax.GradientTransformation, samples: int = 1):
+def make_wake_step(cfg: ModelConfig, tx: optax.GradientTransformation, samples: int = 1,
+                   border: int = 0):
   """``wake_step(state, key, posterior, images) -> (state, metrics)``, one jit.
 
   ``cfg.height``/``cfg.width`` must be the crop size. A non-finite objective or gradient
@@ -59,7 +66,8 @@ def make_wake_step(cfg: ModelConfig, tx: optax.GradientTransformation, samples: 
 
   def loss_fn(trainable, key, posterior, images):
     params, log_sigma = trainable
-    return -expected_log_likelihood(params, log_sigma, key, posterior, images, cfg, samples)
+    return -expected_log_likelihood(params, log_sigma, key, posterior, images, cfg, samples,
+                                    border)
 
   def wake_step(state: WakeState, key, posterior, images):
     trainable = (state.decoder_params, state.log_sigma)

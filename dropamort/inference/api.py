@@ -57,6 +57,7 @@ class DropletReader:
                           height=h, width=w)
     summary = summarize(jax.random.key(options.seed), posterior, cell=cell, height=h, width=w,
                         ratio=float(np.sqrt(ratio[0] * ratio[1])), samples=options.samples)
+    summary["count"]["thresholded"] = len(table)  # = rows of catalog.csv
     summary.update({"image_size": [h0, w0], "analysed_size": [h, w], "scale": options.scale,
                     "threshold": options.threshold,
                     "timings_s": {"single_pass": round(t_pass, 4)}})

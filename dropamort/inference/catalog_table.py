@@ -62,7 +62,6 @@ def summarize(key, posterior: CatalogPosterior, *, cell: int, height: int, width
   per_sample = np.array([np.quantile(r[o], [0.1, 0.5, 0.9]) if o.any() else [np.nan] * 3
                          for r, o in zip(radius, on)])
   out = {"count": {"expected": float(p[inside].sum()),
-                   "thresholded": int((p[inside] > 0.5).sum()),
                    "median": q(counts)[1], "ci90": [q(counts)[0], q(counts)[2]]},
          "radius_px": {}}
   for j, name in enumerate(("D10", "D50", "D90")):

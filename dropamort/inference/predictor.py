@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dropamort.config import TrainConfig
+from dropamort.config import ConfigError, TrainConfig
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.tiling import owned_ranges, tile_starts
 from dropamort.training.state import make_encoder
@@ -26,7 +26,8 @@ class Predictor:
   def __init__(self, cfg: TrainConfig, params, decoder_params, plan: TilePlan = TilePlan()):
     self.cfg, self.params, self.decoder_params, self.plan = cfg, params, decoder_params, plan
     if plan.tile % cfg.model.cell:
-      raise ValueError(f"infer.tile must be a multiple of the cell size {cfg.model.cell}")
+      raise ConfigError(f"infer.tile must be a multiple of the model's cell size "
+                        f"{cfg.model.cell} (got {plan.tile!r})")
     encoder = make_encoder(cfg)
     # One compiled function per input shape; tiles all share one shape.
     self._encode = jax.jit(lambda p, x: encoder.apply({"params": p}, x))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dropamort.config import ModelConfig
@@ -32,6 +33,9 @@ def reconstruct(cfg: ModelConfig, decoder_params, posterior: CatalogPosterior, *
   reach it, so memory stays bounded on large images.
   """
   catalog = posterior.point(threshold)
+  # The renderer searches only as far as radius_max reaches; keep radii in the prior's range.
+  catalog = catalog.replace(radius_BYX=jnp.clip(catalog.radius_BYX, cfg.radius_min,
+                                                cfg.radius_max))
   gy, gx = catalog.grid_shape
   k = cfg.reach_cells
   out = np.zeros((gy * cfg.cell, gx * cfg.cell, cfg.channels), np.float32)

@@ -135,10 +135,13 @@ def refined_table(refiner: Refiner, params, on, gy: int, gx: int, cell: int, res
   rx, ry = result.ratio_xy
   rr = float(np.sqrt(rx * ry))
   table = result.table.copy()
-  inside = (cols + np.asarray(med["offset"])[0, idx, 0]) * cell < result.image.shape[1]
-  inside &= (rows + np.asarray(med["offset"])[0, idx, 1]) * cell < result.image.shape[0]
+  # The same droplets as the single-pass table: selected by the encoder's positions.
+  point = jax.nn.sigmoid(result.posterior.offset_loc_BYX2[0, :gy, :gx]).reshape(-1, 2)
+  point = np.asarray(point)[idx]
+  inside = ((cols + point[:, 0]) * cell < result.image.shape[1]) & (
+      (rows + point[:, 1]) * cell < result.image.shape[0])
   idx, rows, cols = idx[inside], rows[inside], cols[inside]
-  if len(idx) != len(table):  # Same detections, same order (row-major cells).
+  if len(idx) != len(table):
     raise RuntimeError("refined catalog does not line up with the single-pass table")
   pick = lambda d, site: np.asarray(d[site])[0, idx]
   for name, k, origin, f in (("x", 0, cols, rx), ("y", 1, rows, ry)):

@@ -15,7 +15,7 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint: missing, not a checkpoint, or unreadable."""
 
 
-SEARCH = ("runs/*/checkpoints/best", "multirun/*/*/checkpoints/best")
+SEARCH = ("runs/*/calibrated", "runs/*/checkpoints/best", "multirun/*/*/checkpoints/best")
 
 
 def latest_training_run(root: str = ".") -> str:
@@ -36,7 +36,7 @@ def resolve(path: str) -> tuple[str, int]:
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise CheckpointError(f"{path}: no such checkpoint")
-  for sub in ("checkpoints/best", "best"):
+  for sub in ("calibrated", "checkpoints/best", "best"):
     if os.path.isdir(os.path.join(path, sub)):
       path = os.path.join(path, sub)
       break

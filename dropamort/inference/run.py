@@ -94,6 +94,10 @@ def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -
       failed += 1
       print(f"dropamort: error: {err}", file=sys.stderr)
       continue
+    except Exception as err:  # Unexpected: report it and go on with the other images.
+      failed += 1
+      print(f"dropamort: error: {path}: failed ({type(err).__name__}: {err})", file=sys.stderr)
+      continue
     tables.append(result.table.assign(image=name))
     count = result.summary["count"]
     tqdm.write(f"{path}: {len(result.table)} droplets with p > {options.threshold}; "

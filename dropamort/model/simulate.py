@@ -90,7 +90,11 @@ def simulate(key, decoder_params, *, cfg: ModelConfig, n: int):
   crop_image = lambda img, s: jax.lax.dynamic_slice(
       img, (s[1], s[0], 0), (cfg.height, cfg.width, cfg.channels))
   images = jax.vmap(crop_image)(canvas_BHWC, start)
-  catalog, _ = rebin(catalog, shift_B2, margin=cfg.margin, grid=cfg.grid_shape, cell=cfg.cell)
+  gy, gx = cfg.grid_shape
+  if cfg.shift:
+    catalog, _ = rebin(catalog, shift_B2, margin=cfg.margin, grid=(gy, gx), cell=cfg.cell)
+  else:
+    catalog = catalog.crop(cfg.margin, cfg.margin, gy, gx)
   return images, catalog
 
 

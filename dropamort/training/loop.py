@@ -22,13 +22,16 @@ class NonFiniteLoss(RuntimeError):
   """Training produced non-finite losses for too many steps in a row."""
 
 
-def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None) -> dict:
+def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
+          decoder_params=None) -> dict:
   """Trains the encoder on simulations, resuming from ``run_dir`` if it holds a checkpoint.
 
   Args:
     cfg: the configuration.
     run_dir: where checkpoints, metrics.jsonl and pictures go.
     stop_at: stop after this step (as if interrupted); None trains to ``trainer.steps``.
+    decoder_params: simulate with these decoder parameters instead of the checkpoint's
+      or the configured ones (calibration hands its fitted decoder in this way).
 
   Returns:
     Final validation metrics, the checkpoint directory and the picture path.
@@ -43,6 +46,8 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None) -> dict
   resumed = state is not None
   if state is None:
     state = init_state(init_key, cfg, tx)
+  if decoder_params is not None:
+    state = state.replace(decoder_params=decoder_params)
   start = int(state.step)
   end = min(t.steps, stop_at if stop_at is not None else t.steps)
   train_step = make_train_step(cfg, tx)
@@ -100,7 +105,7 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None) -> dict
 
 def final_report(result: dict) -> str:
   """What ``train.py`` prints at the end."""
-  best = os.path.join(result["checkpoints"], "best")
+  best = result.get("calibrated") or os.path.join(result["checkpoints"], "best")
   return (f"validation metrics at step {result['step']}:\n{result['table']}\n"
           f"checkpoint: {best}\npicture:    {result['picture']}")
 

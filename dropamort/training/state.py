@@ -11,7 +11,7 @@ import optax
 
 from dropamort.config import OptimConfig, TrainConfig
 from dropamort.encoder.cnn import Encoder
-from dropamort.model.decoder import load_params
+from dropamort.model.decoder import init_params, load_params
 
 
 @flax.struct.dataclass
@@ -37,16 +37,24 @@ def make_optimizer(cfg: OptimConfig, steps: int) -> optax.GradientTransformation
                      optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
 
-def init_state(key, cfg: TrainConfig, tx: optax.GradientTransformation) -> TrainState:
+def init_state(key, cfg: TrainConfig, tx: optax.GradientTransformation,
+               decoder_params=None) -> TrainState:
+  """A fresh state; the decoder parameters are read from ``model.decoder_params`` unless
+  given."""
   m = cfg.model
   encoder = make_encoder(cfg)
   dummy = jnp.zeros((1, m.height, m.width, m.channels))
   params = encoder.init(key, dummy)["params"]
-  decoder_params = load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden)
+  if decoder_params is None:
+    decoder_params = load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     decoder_params=decoder_params, nonfinite=jnp.zeros((), jnp.int32))
 
 
 def abstract_state(cfg: TrainConfig, tx) -> TrainState:
-  """Shapes and dtypes of the state, for restoring without computing it."""
-  return jax.eval_shape(lambda: init_state(jax.random.key(0), cfg, tx))
+  """Shapes and dtypes of the state, for restoring without computing it (reads no files:
+  a checkpoint carries its own decoder parameters)."""
+  m = cfg.model
+  key = jax.random.key(0)
+  return jax.eval_shape(lambda: init_state(key, cfg, tx, decoder_params=init_params(
+      key, m.channels, m.types, m.decoder_hidden)))

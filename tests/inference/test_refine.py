@@ -16,6 +16,7 @@ def test_refinement_raises_the_elbo_and_compiles_once_per_size(checkpoint):
   opts = InferConfig(refine_steps=25, samples=20, threshold=0.3)
   for i in range(2):
     result = reader.infer(np.asarray(images[i]), opts)
+    assert len(result.table) > 0  # Something to refine.
     refined = refine_result(reader, result, opts)
     info = refined.summary["refinement"]
     assert np.isfinite(info["elbo_before"]) and np.isfinite(info["elbo_after"])

@@ -97,3 +97,38 @@ def test_cli_bad_inputs_give_one_line_and_no_outputs(checkpoint, image_folder, t
   assert p.returncode == 2 and "no checkpoint given and none found" in p.stderr
   p = infer_cli(f"checkpoint={checkpoint}", f"hydra.run.dir={out}", cwd=tmp_path)
   assert p.returncode == 2 and "image=PATH is required" in p.stderr
+
+
+def test_failure_while_writing_leaves_no_partial_outputs(checkpoint, image_folder, tmp_path,
+                                                        monkeypatch, capsys):
+  from dropamort.inference import pictures
+
+  def broken(*args, **kwargs):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(pictures, "save_residual", broken)
+  out = tmp_path / "out"
+  out.mkdir()
+  failed = run(dropamort.load(checkpoint), str(image_folder / "a.png"), str(out), OPTS)
+  assert failed == 1
+  assert "a.png: failed (OSError: disk full)" in capsys.readouterr().err
+  assert os.listdir(out) == []  # Neither the image's folder nor a .partial one.
+
+
+def test_zero_size_and_wrong_channel_images(checkpoint, tmp_path, capsys):
+  import tifffile
+
+  import warnings
+
+  with warnings.catch_warnings():  # tifffile warns about writing an empty image.
+    warnings.simplefilter("ignore")
+    tifffile.imwrite(tmp_path / "zero.tif", np.zeros((0, 5), np.uint8))
+  tifffile.imwrite(tmp_path / "five.tif", np.zeros((8, 8, 5), np.uint8),
+                   photometric="minisblack", planarconfig="contig")
+  out = tmp_path / "out"
+  out.mkdir()
+  failed = run(dropamort.load(checkpoint), str(tmp_path / "*.tif"), str(out), OPTS)
+  err = capsys.readouterr().err
+  assert failed == 2 and os.listdir(out) == []
+  assert "five.tif: has 5 channels; the model takes 3" in err
+  assert "zero.tif" in err
