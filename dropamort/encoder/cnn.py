@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dropamort.config import EncoderConfig
+from dropamort.config import EncoderConfig, TrainConfig
 from dropamort.encoder.posterior import CatalogPosterior, heads_size, posterior_from_heads
 
 
@@ -51,3 +51,9 @@ class Encoder(nn.Module):
     bg_loc = jax.scipy.special.logit(mean_BC) + bg_B2C[:, :self.channels]
     return posterior_from_heads(heads_BYXK, bg_loc, bg_B2C[:, self.channels:],
                                 types=self.types, min_scale=cfg.min_scale)
+
+
+def make_encoder(cfg: TrainConfig) -> Encoder:
+  """The encoder module a (training or checkpointed) configuration describes."""
+  m = cfg.model
+  return Encoder(cfg=cfg.encoder, cell=m.cell, types=m.types, channels=m.channels)

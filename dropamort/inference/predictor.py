@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dropamort.config import ConfigError, TrainConfig
+from dropamort.encoder.cnn import make_encoder
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.tiling import owned_ranges, tile_starts
-from dropamort.training.state import make_encoder
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,12 +8,16 @@ import os
 import orbax.checkpoint as ocp
 
 from dropamort.config import TrainConfig, from_dict
-from dropamort.training.state import abstract_state, make_optimizer
 
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint: missing, not a checkpoint, or unreadable."""
 
+
+# A model calibrated on ../shared/data/example.jpg (scale 0.25) ships with the package;
+# `checkpoint=example` selects it (see the README for the command that made it).
+BUNDLED = {"example": os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
+                                   "example_model")}
 
 SEARCH = ("runs/*/calibrated", "runs/*/checkpoints/best", "multirun/*/*/checkpoints/best")
 
@@ -33,7 +37,7 @@ def latest_training_run(root: str = ".") -> str:
 def resolve(path: str) -> tuple[str, int]:
   """A run dir, its checkpoints dir, a manager dir (best/latest) or a step dir ->
   (manager directory, step)."""
-  path = os.path.abspath(path)
+  path = os.path.abspath(BUNDLED.get(path, path))
   if not os.path.exists(path):
     raise CheckpointError(f"{path}: no such checkpoint")
   for sub in ("calibrated", "checkpoints/best", "best"):
@@ -61,13 +65,14 @@ def restore(path: str):
     mngr = ocp.CheckpointManager(directory, item_names=items)
     saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     cfg = from_dict(TrainConfig, saved["config"])
-    abstract = abstract_state(cfg, make_optimizer(cfg.optim, cfg.trainer.steps))
-    state = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))["state"]
+    # No target tree: the state comes back as plain dicts, so inference needs neither the
+    # optimizer nor any file beyond the checkpoint.
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))[
+        "state"]
     mngr.close()
   except CheckpointError:
     raise
   except Exception as err:  # Orbax/tensorstore raise many kinds for damaged files.
     msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
     raise CheckpointError(f"{directory}/{step}: unreadable checkpoint ({msg})") from None
-  return cfg, state.params, state.decoder_params
+  return cfg, state["params"], state["decoder_params"]

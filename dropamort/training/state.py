@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from dropamort.config import OptimConfig, TrainConfig
-from dropamort.encoder.cnn import Encoder
+from dropamort.encoder.cnn import make_encoder
 from dropamort.model.decoder import init_params, load_params
 
 
@@ -21,11 +21,6 @@ class TrainState:
   opt_state: Any
   decoder_params: Any  # Optics decoder parameters (fixed while training the encoder).
   nonfinite: jnp.ndarray  # Steps whose update was skipped for a non-finite loss.
-
-
-def make_encoder(cfg: TrainConfig) -> Encoder:
-  m = cfg.model
-  return Encoder(cfg=cfg.encoder, cell=m.cell, types=m.types, channels=m.channels)
 
 
 def make_optimizer(cfg: OptimConfig, steps: int) -> optax.GradientTransformation:
