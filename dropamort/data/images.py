@@ -41,6 +41,14 @@ def _read_raw(path: str) -> np.ndarray:
     raise ImageError(f"{path}: not a readable image ({err})") from None
 
 
+def _is_16bit_colour_png(path: str) -> bool:
+  """PNG header: bit depth 16 with colour type RGB (2) or RGBA (6)."""
+  with open(path, "rb") as f:
+    head = f.read(26)
+  return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16 and (
+      head[25] in (2, 6))
+
+
 def to_unit(raw: np.ndarray, path: str) -> np.ndarray:
   """Integer or float pixels -> float32 in [0, 1]."""
   if np.issubdtype(raw.dtype, np.integer):
@@ -73,6 +81,8 @@ def read_image(path: str, channels: int) -> tuple[np.ndarray, list[str]]:
     raise ImageError(f"{path}: is a folder, not an image")
   raw = _read_raw(path)
   notes = []
+  if _is_16bit_colour_png(path):
+    notes.append("16-bit colour PNG read at 8-bit precision (Pillow); use TIFF for 16 bits")
   if raw.ndim == 2:
     raw = raw[..., None]
   if raw.ndim != 3 or raw.shape[0] == 0 or raw.shape[1] == 0:

@@ -81,3 +81,22 @@ def test_resize_maps_coordinates_by_the_scale():
   sy, sx = np.mgrid[:50, :60] + 0.5
   cx, cy = (small * sx).sum() / small.sum(), (small * sy).sum() / small.sum()
   np.testing.assert_allclose([cx / 0.25, cy / 0.25], [x0, y0], atol=0.2)
+
+
+def test_16bit_colour_png_is_flagged(tmp_path):
+  """A 16-bit RGB PNG (written by hand: Pillow cannot) is read, and the note says how."""
+  import struct
+  import zlib
+
+  h, w = 2, 3
+  rows = b"".join(b"\x00" + struct.pack(">" + "H" * 3 * w, *([40000] * 3 * w))
+                  for _ in range(h))
+  chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                              + struct.pack(">I", zlib.crc32(kind + data)))
+  png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+         + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+  (tmp_path / "c16.png").write_bytes(png)
+  img, notes = read_image(str(tmp_path / "c16.png"), 3)
+  assert img.shape == (2, 3, 3)
+  np.testing.assert_allclose(img, 40000 / 65535, atol=1 / 255)
+  assert any("16-bit colour PNG" in n for n in notes)
