@@ -2,18 +2,17 @@
 
     python bench/infer.py [--checkpoint runs/train] [--repeats 20]
 
-Uses a simulated 380×507 image and, when present, ../shared/data/example.jpg at scale
-0.25. Also reports refinement: ELBO after 0, 10 and 100 SVI steps and ms per step.
+Uses the first image of droplet_sim/380x507_seed (built under --data-dir if missing)
+and, when present, ../shared/data/example.jpg at scale 0.25. Also reports refinement:
+ELBO after 0, 10 and 100 SVI steps and ms per step.
 """
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
 import time
 
-import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +22,8 @@ from seed_svi import make_seed_svi  # noqa: E402
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import read_image, resize  # noqa: E402
+from dropamort.datasets import store  # noqa: E402
 from dropamort.inference.refine import refine_result  # noqa: E402
-from dropamort.model.simulate import make_simulate  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "example.jpg")
 
@@ -45,11 +44,11 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--checkpoint", default=None)
   ap.add_argument("--repeats", type=int, default=20)
+  ap.add_argument("--data-dir", default="datasets")
   args = ap.parse_args()
   reader = dropamort.load(args.checkpoint)
-  cfg = dataclasses.replace(reader.cfg.model, height=384, width=508)
-  images, _ = make_simulate(cfg, 1)(jax.random.key(7), reader.predictor.decoder_params)
-  image = np.clip(np.asarray(images[0])[:380, :507], 0, 1)
+  images, _ = store.read_sim(store.open_sim("380x507_seed", args.data_dir), limit=1)
+  image = np.clip(images[0], 0, 1)
 
   out = {"image": [380, 507, 3]}
   out["single_pass_ms"] = round(median_ms(reader.predictor.posterior, image,

@@ -8,6 +8,7 @@ import sys
 from dropamort.calibration.loop import WakeFailed
 from dropamort.config import ConfigError
 from dropamort.data.images import ImageError
+from dropamort.datasets import DatasetError
 from dropamort.inference.restore import CheckpointError
 from dropamort.model.decoder import DecoderParamsError
 from dropamort.training.checkpoint import IncompatibleCheckpoint
@@ -15,7 +16,7 @@ from dropamort.training.loop import NonFiniteLoss
 
 # Failures a user can cause and fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ConfigError, IncompatibleCheckpoint, NonFiniteLoss, FileNotFoundError,
-               DecoderParamsError, ImageError, CheckpointError, WakeFailed)
+               DecoderParamsError, ImageError, CheckpointError, WakeFailed, DatasetError)
 
 
 def quiet_libraries() -> None:

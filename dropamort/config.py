@@ -311,3 +311,53 @@ def register_infer_configs() -> None:
   from hydra.core.config_store import ConfigStore
 
   ConfigStore.instance().store(name="infer_schema", node=InferRunConfig)
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+  """What ``evaluate.py`` measures."""
+
+  threshold: float = 0.5  # p above which a cell counts as a detection.
+  sbc_draws: int = 99  # Posterior draws per image for SBC ranks (ranks in 0..draws).
+  radius_edges: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 5.0)  # Bins; the last is open.
+  r_min: float = 1.5  # The "droplets with r >= r_min" subset the goals are stated for.
+  border_cells: int = 1  # Width of the border band left out of the interior metrics.
+  reliability_bins: int = 10
+  seed: int = 0
+
+  def __post_init__(self):
+    self.radius_edges = tuple(float(e) for e in self.radius_edges)
+    _check(0 < self.threshold < 1, "evaluate.threshold", "in (0, 1)", self.threshold)
+    _check(self.sbc_draws >= 9, "evaluate.sbc_draws", ">= 9", self.sbc_draws)
+    _check(len(self.radius_edges) >= 1 and all(
+        a < b for a, b in zip(self.radius_edges, self.radius_edges[1:])),
+           "evaluate.radius_edges", "an increasing list", self.radius_edges)
+    _check(self.border_cells >= 0, "evaluate.border_cells", ">= 0", self.border_cells)
+    _check(self.reliability_bins >= 2, "evaluate.reliability_bins", ">= 2",
+           self.reliability_bins)
+
+
+@dataclasses.dataclass
+class EvaluateRunConfig:
+  """The root configuration of ``evaluate.py``."""
+
+  checkpoint: str | None = None  # Default: the best checkpoint of the latest run.
+  # "droplet_sim/<config>" (built under data_dir when missing), "droplet_images" (with
+  # images=...), or the version directory of a dataset built earlier.
+  dataset: str = "droplet_sim/380x507_seed"
+  data_dir: str = "datasets"
+  images: str | None = None  # droplet_images: a folder, glob or file.
+  annotations: str | None = None  # droplet_images: CSV with image, x, y, r.
+  scale: float = 1.0  # droplet_images: resize factor.
+  limit: int | None = None  # Evaluate the first N images only.
+  evaluate: EvaluateConfig = dataclasses.field(default_factory=EvaluateConfig)
+
+  def __post_init__(self):
+    _check(self.scale > 0, "scale", "> 0", self.scale)
+    _check(self.limit is None or self.limit >= 1, "limit", ">= 1 or null", self.limit)
+
+
+def register_evaluate_configs() -> None:
+  from hydra.core.config_store import ConfigStore
+
+  ConfigStore.instance().store(name="evaluate_schema", node=EvaluateRunConfig)

@@ -14,8 +14,8 @@ from dropamort.model.catalog import to_table
 from dropamort.training.checkpoint import Checkpoints
 from dropamort.training.report import MetricsLog, metrics_table, save_validation_picture
 from dropamort.training.state import abstract_state, init_state, make_optimizer
-from dropamort.training.step import make_posterior_fn, make_train_step, make_validation_set
-from dropamort.training.validate import validate
+from dropamort.training.step import make_posterior_fn, make_train_step
+from dropamort.training.validate import validate, validation_set
 
 
 class NonFiniteLoss(RuntimeError):
@@ -52,7 +52,8 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
   end = min(t.steps, stop_at if stop_at is not None else t.steps)
   train_step = make_train_step(cfg, tx)
   posterior_fn = make_posterior_fn(cfg)
-  val_images, val_catalog = make_validation_set(cfg, state.decoder_params)
+  val_images, val_catalog = validation_set(cfg, state.decoder_params,
+                                           os.path.join(run_dir, "val_data"))
   log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
   if resumed:
     print(f"resuming {run_dir} from step {start}")

@@ -48,13 +48,3 @@ def make_posterior_fn(cfg: TrainConfig):
   encoder = make_encoder(cfg)
   return jax.jit(lambda params, images: encoder.apply({"params": params}, images))
 
-
-def make_validation_set(cfg: TrainConfig, decoder_params, batch: int = 32):
-  """The fixed validation set: simulated with ``trainer.val_seed``, same in every run."""
-  key = jax.random.key(cfg.trainer.val_seed)
-  n = cfg.trainer.val_images
-  sim = jax.jit(functools.partial(simulate, cfg=cfg.model, n=min(batch, n)))
-  chunks = [sim(jax.random.fold_in(key, i), decoder_params) for i in range(-(-n // batch))]
-  images = jnp.concatenate([c[0] for c in chunks])[:n]
-  catalog = jax.tree.map(lambda *a: jnp.concatenate(a)[:n], *[c[1] for c in chunks])
-  return images, catalog

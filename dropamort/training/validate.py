@@ -6,8 +6,26 @@ import jax
 import numpy as np
 
 from dropamort.config import TrainConfig
+from dropamort.datasets import store
+from dropamort.datasets.droplet_sim import DropletSim, custom_config
 from dropamort.metrics import detection_metrics
 from dropamort.model.catalog import to_table
+
+
+def validation_set(cfg: TrainConfig, decoder_params, data_dir: str):
+  """The fixed validation set: a ``droplet_sim`` set of the run's own model and decoder
+  (``trainer.val_images`` images, seed ``trainer.val_seed``), built once under
+  ``data_dir`` and read back from there, so it is the same in every run and resume and
+  ``evaluate.py dataset=<its directory>`` measures on exactly these images.
+
+  Returns:
+    (images_BHWC, true Catalog batch).
+  """
+  t = cfg.trainer
+  builder = store.build(DropletSim, custom_config(cfg.model, t.val_images, t.val_seed,
+                                                  decoder_params),
+                        data_dir, decoder_params=decoder_params)
+  return store.read_sim(builder)
 
 
 def validate(posterior_fn, params, images, catalog, cfg: TrainConfig, batch: int = 32) -> dict:

@@ -1,0 +1,1 @@
+"""Evaluation: detection by radius and border, interval coverage, reliability of p, SBC."""
