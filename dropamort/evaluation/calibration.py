@@ -53,6 +53,20 @@ def sbc_ranks(true_S: np.ndarray, samples_SL: np.ndarray, rng: np.random.Generat
   return below + rng.integers(0, ties + 1)
 
 
+def error_summary(true_S: np.ndarray, samples_SL: np.ndarray) -> dict:
+  """Where a failed SBC comes from: the mean error of the posterior mean (bias), the
+  mean posterior sd, and the sd of the standardized errors (≈ 1 if the width is right,
+  > 1 too narrow, < 1 too wide)."""
+  true_S, samples_SL = np.asarray(true_S, float), np.asarray(samples_SL, float)
+  mean, sd = np.nanmean(samples_SL, axis=1), np.nanstd(samples_SL, axis=1)
+  keep = np.isfinite(true_S) & np.isfinite(mean) & (sd > 0)
+  if not keep.any():
+    return {}
+  err = mean[keep] - true_S[keep]
+  return {"mean_error": float(err.mean()), "mean_posterior_sd": float(sd[keep].mean()),
+          "sd_of_z": float(np.std(err / sd[keep]))}
+
+
 def uniformity(ranks: np.ndarray, draws: int, bins: int | None = None) -> dict:
   """Chi-square test that ranks are uniform on {0..draws}, with equal-width rank bins.
 

@@ -59,7 +59,13 @@ class Accumulator:
   def tables(self, post: CatalogPosterior, height: int, width: int):
     t90 = post.to_table(self.cell, self.cfg.threshold, z=Z90)[0]
     t50 = post.to_table(self.cell, self.cfg.threshold, z=calibration.central_z(0.5))[0]
-    return _inside(t90, height, width), _inside(t50, height, width)
+    return self._marked(_inside(t90, height, width), height, width), _inside(t50, height,
+                                                                            width)
+
+  def _marked(self, table: dict, height: int, width: int) -> dict:
+    """The table with an ``interior`` column: centre outside this image's border band."""
+    band = self.cfg.border_cells * self.cell
+    return {**table, "interior": detection.interior(height, width, band)(table)}
 
   def add_simulated(self, key, post: CatalogPosterior, truth: Catalog, height: int,
                     width: int):
@@ -67,9 +73,10 @@ class Accumulator:
     t90, t50 = self.tables(post, height, width)
     true_centres = np.asarray(truth.centres_BYX2(self.cell))[0]
     on = np.asarray(truth.on_BYX[0], bool)
-    self.true.append({"x": true_centres[on][:, 0], "y": true_centres[on][:, 1],
-                      "r": np.asarray(truth.radius_BYX[0])[on],
-                      "composition": np.asarray(truth.composition_BYXT[0])[on]})
+    self.true.append(self._marked({"x": true_centres[on][:, 0], "y": true_centres[on][:, 1],
+                                   "r": np.asarray(truth.radius_BYX[0])[on],
+                                   "composition": np.asarray(truth.composition_BYXT[0])[on]},
+                                  height, width))
     self.pred90.append(t90)
     self.pred50.append(t50)
     # p is the probability that a cell holds a droplet: its outcome is the true cell.
@@ -86,7 +93,8 @@ class Accumulator:
   def add_annotated(self, post: CatalogPosterior, truth: dict, height: int, width: int):
     """One real image with annotated x, y, r (no grid truth, no SBC)."""
     t90, t50 = self.tables(post, height, width)
-    self.true.append({k: np.asarray(truth[k], float) for k in ("x", "y", "r")})
+    self.true.append(self._marked({k: np.asarray(truth[k], float) for k in ("x", "y", "r")},
+                                  height, width))
     self.pred90.append(t90)
     self.pred50.append(t50)
     low = _inside(post.to_table(self.cell, REAL_P_FLOOR)[0], height, width)
@@ -96,10 +104,9 @@ class Accumulator:
     self.p.append(low["p"])
     self.hit.append(hit)
 
-  def report(self, height: int, width: int) -> dict:
+  def report(self) -> dict:
     cfg = self.cfg
     everything = lambda t: np.ones(len(t["x"]), bool)
-    band = cfg.border_cells * self.cell
     out = {
         "images": len(self.true),
         "true_droplets": int(sum(len(t["x"]) for t in self.true)),
@@ -109,9 +116,8 @@ class Accumulator:
             self.true, self.pred90, detection.min_radius(cfg.r_min),
             detection.min_radius(cfg.r_min)),
         "detection_interior": detection.subset_metrics(
-            self.true, self.pred90, detection.interior(height, width, band),
-            detection.interior(height, width, band)),
-        "border_band_px": band,
+            self.true, self.pred90, lambda t: t["interior"], lambda t: t["interior"]),
+        "border_band_px": cfg.border_cells * self.cell,
         "by_radius": detection.by_radius(self.true, self.pred90,
                                          list(cfg.radius_edges) + [np.inf]),
         "coverage": {}}
@@ -131,6 +137,8 @@ class Accumulator:
         ranks = calibration.sbc_ranks(np.array(self.sbc_true[k]), np.stack(self.sbc_draws[k]),
                                       rng)
         out["sbc"][k] = {**calibration.uniformity(ranks, cfg.sbc_draws),
+                         **calibration.error_summary(np.array(self.sbc_true[k]),
+                                                     np.stack(self.sbc_draws[k])),
                          "ranks": ranks.tolist()}
     for r in out["by_radius"]:
       if not np.isfinite(r["r_max"]):

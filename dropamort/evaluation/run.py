@@ -99,7 +99,7 @@ def evaluate(cfg: EvaluateRunConfig, out_dir: str, *, progress: bool = True) -> 
       h, w = ex["image"].shape[:2]
       acc.add_annotated(post, ex, h, w)
     size = None  # Sizes may differ; the border band uses each image's own size.
-  report = acc.report(*(size or (h, w)))
+  report = acc.report()
   report.update({
       "checkpoint": os.path.abspath(checkpoint),
       "dataset": {"kind": kind, "spec": cfg.dataset, "path": str(builder.data_dir),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dropamort.encoder.posterior import CatalogPosterior
-from dropamort.evaluation.calibration import (central_z, reliability, sbc_ranks,
-                                              uniformity)
+from dropamort.evaluation.calibration import (central_z, error_summary, reliability,
+                                              sbc_ranks, uniformity)
 from dropamort.metrics import coverage
 from dropamort.model.catalog import to_table
 
@@ -110,3 +110,19 @@ def test_uniformity_bins_divide_the_rank_support():
   assert 100 % result["bins"] == 0 and result["pvalue"] > 0.99
   with pytest.raises(ValueError, match="must divide"):
     uniformity(np.arange(10), 99, bins=7)
+
+
+def test_error_summary_tells_bias_from_width():
+  """Posterior N(y, 1) for y ~ N(θ, 1) is calibrated; shrinking it or shifting it shows
+  up in sd_of_z and mean_error respectively."""
+  rng = np.random.default_rng(0)
+  theta = rng.normal(size=4000)
+  y = theta + rng.normal(size=4000)
+  noise = rng.normal(size=(4000, 200))
+  calibrated = error_summary(theta, y[:, None] + noise)
+  assert abs(calibrated["sd_of_z"] - 1) < 0.05 and abs(calibrated["mean_error"]) < 0.05
+  assert abs(calibrated["mean_posterior_sd"] - 1) < 0.02
+  narrow = error_summary(theta, y[:, None] + 0.5 * noise)
+  assert abs(narrow["sd_of_z"] - 2) < 0.1
+  biased = error_summary(theta, y[:, None] + noise + 0.5)
+  assert abs(biased["mean_error"] - 0.5) < 0.05
