@@ -10,6 +10,8 @@ Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directo
 ``runs/train`` unless ``hydra.run.dir=...``; starting again in the same directory resumes.
 """
 
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -17,7 +19,7 @@ from omegaconf import DictConfig
 from dropamort.cli import quiet_libraries, run_or_fail
 from dropamort.calibration.loop import calibrate
 from dropamort.config import register_configs, to_dataclass
-from dropamort.training.loop import final_report, train
+from dropamort.training.loop import Preempted, final_report, train
 
 register_configs()
 
@@ -27,10 +29,14 @@ def main(raw: DictConfig) -> None:
   quiet_libraries()
   cfg = run_or_fail(to_dataclass, raw)
   run_dir = HydraConfig.get().runtime.output_dir
-  if cfg.data.real is None:
-    result = run_or_fail(train, cfg, run_dir)
-  else:  # Calibrate the generative model on real images (wake-sleep).
-    result = run_or_fail(calibrate, cfg, run_dir)
+  try:
+    if cfg.data.real is None:
+      result = run_or_fail(train, cfg, run_dir)
+    else:  # Calibrate the generative model on real images (wake-sleep).
+      result = run_or_fail(calibrate, cfg, run_dir)
+  except Preempted as err:  # A scheduler's SIGTERM: checkpoint saved; 128 + 15 as usual.
+    print(f"dropamort: {err}", file=sys.stderr)
+    sys.exit(143)
   print(final_report(result))
 
 

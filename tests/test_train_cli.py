@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from dropamort.config import TrainConfig, register_configs, to_dataclass
 from dropamort.training.loop import train
+from dropamort.training.sweep import gather
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF = os.path.join(ROOT, "conf")
@@ -69,3 +70,6 @@ def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
   for job in ("0", "1"):
     assert (tmp_path / job / "metrics.jsonl").exists()
     assert (tmp_path / job / "validation.png").exists()
+  table = gather(str(tmp_path))  # The sweep's table: one row per job, best first.
+  assert sorted(table["optim.lr"]) == ["1e-3", "3e-3"] and "f1" in table.columns
+  assert list(table["f1"]) == sorted(table["f1"], reverse=True)

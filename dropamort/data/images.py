@@ -76,6 +76,8 @@ def read_image(path: str, channels: int) -> tuple[np.ndarray, list[str]]:
     ImageError: missing, unreadable, empty, or a channel count the model cannot take.
   """
   if not os.path.exists(path):
+    if os.path.islink(path):
+      raise ImageError(f"{path}: a broken symbolic link (or a link loop)")
     raise ImageError(f"{path}: no such file")
   if os.path.isdir(path):
     raise ImageError(f"{path}: is a folder, not an image")
@@ -107,7 +109,8 @@ def find_images(spec: str) -> list[str]:
   """
   if os.path.isdir(spec):
     paths = sorted(os.path.join(spec, f) for f in os.listdir(spec)
-                   if f.lower().endswith(EXTENSIONS) and not f.startswith("."))
+                   if f.lower().endswith(EXTENSIONS) and not f.startswith(".")
+                   and not os.path.isdir(os.path.join(spec, f)))
   elif any(c in spec for c in "*?["):
     paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
   else:

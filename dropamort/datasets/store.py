@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 
 import grain
 import jax.numpy as jnp
@@ -54,6 +55,9 @@ def build(builder_cls, config, data_dir: str, **kwargs) -> tfds.core.DatasetBuil
   with _quiet(), _deterministic_serialization():
     builder = builder_cls(config=config, data_dir=data_dir, file_format=FILE_FORMAT,
                           **kwargs)
+    if not builder.is_prepared():
+      print(f"building {builder.name}/{builder.builder_config.name} in {builder.data_dir} "
+            f"(first use; reused after)", file=sys.stderr, flush=True)
     builder.download_and_prepare()
   return builder
 

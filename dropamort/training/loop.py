@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -20,6 +22,29 @@ from dropamort.training.validate import validate, validation_set
 
 class NonFiniteLoss(RuntimeError):
   """Training produced non-finite losses for too many steps in a row."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM arrived: a checkpoint of the last finished step was saved; run again to resume."""
+
+
+class _StopOnSigterm:
+  """Turns SIGTERM (a scheduler's preemption notice) into a flag checked between steps.
+  Only the main thread can install signal handlers; elsewhere it does nothing."""
+
+  def __enter__(self):
+    self.received = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.received = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
@@ -61,33 +86,42 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
   bar = tqdm(total=end, initial=start, disable=not t.progress, unit="step", dynamic_ncols=True)
   in_a_row, last_metrics = 0, None
   t_mark, step_mark = time.perf_counter(), start  # Rate over the last logging window.
-  for step in range(start, end):
-    state, m = train_step(state, step_key)
-    loss, finite = float(m["loss"]), bool(m["finite"])
-    in_a_row = 0 if finite else in_a_row + 1
-    if not finite:
-      tqdm.write(f"step {step + 1}: non-finite loss ({loss}); update skipped")
-      log.write(step=step + 1, event="nonfinite", loss=str(loss))
-      if in_a_row >= t.max_nonfinite:
+  with _StopOnSigterm() as sigterm:
+    for step in range(start, end):
+      state, m = train_step(state, step_key)
+      loss, finite = float(m["loss"]), bool(m["finite"])
+      in_a_row = 0 if finite else in_a_row + 1
+      if not finite:
+        tqdm.write(f"step {step + 1}: non-finite loss ({loss}); update skipped")
+        log.write(step=step + 1, event="nonfinite", loss=str(loss))
+        if in_a_row >= t.max_nonfinite:
+          ckpt.close()
+          raise NonFiniteLoss(f"non-finite loss at step {step + 1} ({in_a_row} steps in a row); "
+                              f"the last good checkpoint is in {ckpt.directory}")
+      done = step + 1
+      bar.update(1)
+      if done % t.log_every == 0 or done == end:
+        now = time.perf_counter()
+        rate = (done - step_mark) / (now - t_mark)
+        t_mark, step_mark = now, done
+        bar.set_postfix(loss=f"{loss:.1f}", steps_per_s=f"{rate:.1f}")
+        log.write(step=done, loss=loss, grad_norm=float(m["grad_norm"]), steps_per_s=rate)
+      metrics = None
+      if done % t.val_every == 0 or done == t.steps:
+        metrics = validate(posterior_fn, state.params, val_images, val_catalog, cfg)
+        log.write(step=done, event="validation", **metrics)
+        tqdm.write(f"step {done}: validation F1 {metrics['f1']:.3f}, NLL {metrics['nll']:.1f}")
+        last_metrics = metrics
+      if metrics is not None or done % t.checkpoint_every == 0 or done == end:
+        ckpt.save(state, cfg, metrics=metrics)
+      if sigterm.received:  # Preemption: keep the finished step, then stop cleanly.
+        ckpt.save(state, cfg)
+        ckpt.wait()
         ckpt.close()
-        raise NonFiniteLoss(f"non-finite loss at step {step + 1} ({in_a_row} steps in a row); "
-                            f"the last good checkpoint is in {ckpt.directory}")
-    done = step + 1
-    bar.update(1)
-    if done % t.log_every == 0 or done == end:
-      now = time.perf_counter()
-      rate = (done - step_mark) / (now - t_mark)
-      t_mark, step_mark = now, done
-      bar.set_postfix(loss=f"{loss:.1f}", steps_per_s=f"{rate:.1f}")
-      log.write(step=done, loss=loss, grad_norm=float(m["grad_norm"]), steps_per_s=rate)
-    metrics = None
-    if done % t.val_every == 0 or done == t.steps:
-      metrics = validate(posterior_fn, state.params, val_images, val_catalog, cfg)
-      log.write(step=done, event="validation", **metrics)
-      tqdm.write(f"step {done}: validation F1 {metrics['f1']:.3f}, NLL {metrics['nll']:.1f}")
-      last_metrics = metrics
-    if metrics is not None or done % t.checkpoint_every == 0 or done == end:
-      ckpt.save(state, cfg, metrics=metrics)
+        bar.close()
+        log.write(step=done, event="sigterm")
+        raise Preempted(f"SIGTERM: stopped after step {done}; checkpoint saved in "
+                        f"{ckpt.directory}; run the same command again to resume")
   bar.close()
   ckpt.wait()
 
