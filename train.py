@@ -13,6 +13,7 @@ Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directo
 import sys
 
 import hydra
+import jax
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -28,6 +29,8 @@ register_configs()
 def main(raw: DictConfig) -> None:
   quiet_libraries()
   cfg = run_or_fail(to_dataclass, raw)
+  if cfg.trainer.distributed:  # Multi-host (e.g. SLURM): JAX finds the cluster itself.
+    jax.distributed.initialize()
   run_dir = HydraConfig.get().runtime.output_dir
   try:
     if cfg.data.real is None:

@@ -156,6 +156,8 @@ class TrainerConfig:
   best_metric: str = "f1"  # Validation metric (higher is better) that picks 'best'.
   progress: bool = True
   max_nonfinite: int = 10  # Stop after this many non-finite losses in a row.
+  data_parallel: bool = True  # Split each batch over all visible devices (if several).
+  distributed: bool = False  # Multi-host: jax.distributed.initialize() before training.
 
   def __post_init__(self):
     for name in ("steps", "batch_size", "val_every", "val_images", "checkpoint_every",

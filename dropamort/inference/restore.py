@@ -8,6 +8,7 @@ import os
 import orbax.checkpoint as ocp
 
 from dropamort.config import TrainConfig, from_dict
+from dropamort.training.parallel import on_one_device
 
 
 class CheckpointError(RuntimeError):
@@ -62,13 +63,16 @@ def restore(path: str):
   directory, step = resolve(path)
   items = ("state", "config")
   try:
-    mngr = ocp.CheckpointManager(directory, item_names=items)
+    mngr = ocp.CheckpointManager(directory, item_names=items, item_handlers={
+        "state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()})
     saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     cfg = from_dict(TrainConfig, saved["config"])
-    # No target tree: the state comes back as plain dicts, so inference needs neither the
-    # optimizer nor any file beyond the checkpoint.
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))[
-        "state"]
+    # The target is built from the checkpoint's own metadata (plain dicts, so inference
+    # needs neither the optimizer nor any file beyond the checkpoint), placed on this
+    # process's first device whatever device layout training saved it from.
+    target = on_one_device(mngr.item_metadata(step)["state"])
+    state = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))["state"]
     mngr.close()
   except CheckpointError:
     raise

@@ -12,6 +12,7 @@ import os
 import orbax.checkpoint as ocp
 
 from dropamort.config import TrainConfig, to_dict
+from dropamort.training.parallel import on_one_device
 
 # Config fields that fix parameter shapes: a checkpoint is only resumable if they agree.
 SHAPE_FIELDS = {"model": ("channels", "types", "cell", "decoder_hidden"),
@@ -89,8 +90,10 @@ class Checkpoints:
     step = self.latest.latest_step()
     if step is None:
       return None
+    # Restored onto this process's first device, whatever layout it was saved from (the
+    # loop replicates it over a mesh when there is one).
     return self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))["state"]
+        state=ocp.args.StandardRestore(on_one_device(abstract_state))))["state"]
 
   def close(self) -> None:
     self.wait()

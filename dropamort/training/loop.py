@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dropamort.config import TrainConfig
 from dropamort.model.catalog import to_table
 from dropamort.training.checkpoint import Checkpoints
+from dropamort.training.parallel import batch_mesh, replicate
 from dropamort.training.report import MetricsLog, metrics_table, save_validation_picture
 from dropamort.training.state import abstract_state, init_state, make_optimizer
 from dropamort.training.step import make_posterior_fn, make_train_step
@@ -75,7 +76,11 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
     state = state.replace(decoder_params=decoder_params)
   start = int(state.step)
   end = min(t.steps, stop_at if stop_at is not None else t.steps)
-  train_step = make_train_step(cfg, tx)
+  mesh = batch_mesh(t.batch_size) if t.data_parallel and jax.device_count() > 1 else None
+  if mesh is not None:
+    state = replicate(state, mesh)
+    print(f"data parallel over {mesh.size} devices ({t.batch_size // mesh.size} images each)")
+  train_step = make_train_step(cfg, tx, mesh)
   posterior_fn = make_posterior_fn(cfg)
   val_images, val_catalog = validation_set(cfg, state.decoder_params,
                                            os.path.join(run_dir, "val_data"))
