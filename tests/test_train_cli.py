@@ -71,5 +71,5 @@ def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
     assert (tmp_path / job / "metrics.jsonl").exists()
     assert (tmp_path / job / "validation.png").exists()
   table = gather(str(tmp_path))  # The sweep's table: one row per job, best first.
-  assert sorted(table["optim.lr"]) == ["1e-3", "3e-3"] and "f1" in table.columns
+  assert sorted(map(float, table["optim.lr"])) == [1e-3, 3e-3] and "f1" in table.columns
   assert list(table["f1"]) == sorted(table["f1"], reverse=True)

@@ -35,7 +35,8 @@ def load_real(cfg: DataConfig, channels: int, min_size: tuple[int, int]) -> list
   if not images:
     raise ImageError(f"{cfg.real}: no readable image ({'; '.join(errors[:3])})")
   if len(raw_channels) > 1:
-    raise ImageError(f"{cfg.real}: images have mixed channel counts {sorted(map(str, raw_channels))}")
+    raise ImageError(f"{cfg.real}: images have mixed channel counts "
+                     f"{sorted(map(str, raw_channels))}")
   return images
 
 

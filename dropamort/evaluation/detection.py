@@ -34,13 +34,15 @@ def _errors(pairs_t: list[dict], pairs_p: list[dict]) -> dict:
   return out
 
 
-def subset_metrics(true_tables, pred_tables, keep_true, keep_pred) -> dict:
+def subset_metrics(true_tables, pred_tables, keep_true, keep_pred, pairs=None) -> dict:
   """F1 etc. on a subset: ``keep_true(table) -> bool mask`` selects true droplets
-  (their matches and misses), ``keep_pred`` selects the false detections counted."""
+  (their matches and misses), ``keep_pred`` selects the false detections counted.
+  ``pairs``: the matches of each image if already computed (``metrics.match``)."""
   tp = fp = fn = 0
   pairs_t, pairs_p = [], []
-  for t, p in zip(true_tables, pred_tables):
-    i, j = match(t, p)
+  if pairs is None:
+    pairs = [match(t, p) for t, p in zip(true_tables, pred_tables)]
+  for t, p, (i, j) in zip(true_tables, pred_tables, pairs):
     kt, kp = np.asarray(keep_true(t), bool), np.asarray(keep_pred(p), bool)
     matched_t = np.zeros(len(t["x"]), bool)
     matched_t[i] = True
@@ -55,14 +57,16 @@ def subset_metrics(true_tables, pred_tables, keep_true, keep_pred) -> dict:
   return {**_scores(tp, fp, fn), **_errors(pairs_t, pairs_p)}
 
 
-def by_radius(true_tables, pred_tables, edges) -> list[dict]:
+def by_radius(true_tables, pred_tables, edges, pairs=None) -> list[dict]:
   """``subset_metrics`` per radius bin [edges[k], edges[k+1]) (true r; predicted r for
   false detections)."""
+  if pairs is None:
+    pairs = [match(t, p) for t, p in zip(true_tables, pred_tables)]
   out = []
   for lo, hi in zip(edges[:-1], edges[1:]):
     inside = lambda t, lo=lo, hi=hi: (np.asarray(t["r"]) >= lo) & (np.asarray(t["r"]) < hi)
     out.append({"r_min": float(lo), "r_max": float(hi),
-                **subset_metrics(true_tables, pred_tables, inside, inside)})
+                **subset_metrics(true_tables, pred_tables, inside, inside, pairs)})
   return out
 
 

@@ -107,22 +107,25 @@ class Accumulator:
   def report(self) -> dict:
     cfg = self.cfg
     everything = lambda t: np.ones(len(t["x"]), bool)
+    # One matching per image serves every subset and both interval levels (the 50% and
+    # 90% tables list the same droplets at the same medians).
+    pairs = [match(t, p) for t, p in zip(self.true, self.pred90)]
     out = {
         "images": len(self.true),
         "true_droplets": int(sum(len(t["x"]) for t in self.true)),
         "detected_droplets": int(sum(len(t["x"]) for t in self.pred90)),
-        "detection": detection.subset_metrics(self.true, self.pred90, everything, everything),
+        "detection": detection.subset_metrics(self.true, self.pred90, everything, everything,
+                                              pairs),
         f"detection_r_ge_{cfg.r_min:g}": detection.subset_metrics(
             self.true, self.pred90, detection.min_radius(cfg.r_min),
-            detection.min_radius(cfg.r_min)),
+            detection.min_radius(cfg.r_min), pairs),
         "detection_interior": detection.subset_metrics(
-            self.true, self.pred90, lambda t: t["interior"], lambda t: t["interior"]),
+            self.true, self.pred90, lambda t: t["interior"], lambda t: t["interior"], pairs),
         "border_band_px": cfg.border_cells * self.cell,
         "by_radius": detection.by_radius(self.true, self.pred90,
-                                         list(cfg.radius_edges) + [np.inf]),
+                                         list(cfg.radius_edges) + [np.inf], pairs),
         "coverage": {}}
     for level, preds in (("50", self.pred50), ("90", self.pred90)):
-      pairs = [match(t, p) for t, p in zip(self.true, preds)]
       keys = [k for k in ("x", "y", "r", "composition") if k in self.true[0]]
       stripped = [{k: v for k, v in p.items()
                    if not (k.endswith(("_lo", "_hi")) and k[:-3] not in keys)} for p in preds]

@@ -1,11 +1,13 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dropamort.inference.restore import restore
 from dropamort.training.checkpoint import Checkpoints, IncompatibleCheckpoint
-from dropamort.training.loop import train
+from dropamort.training.loop import NonFiniteLoss, train
 from dropamort.training.state import abstract_state, init_state, make_optimizer
 from dropamort.training.step import make_train_step
 
@@ -46,3 +48,16 @@ def test_incompatible_config_is_refused(tiny_cfg, tmp_path):
     train(other, str(tmp_path / "run"))
   # Nothing was overwritten: the original still resumes.
   assert train(tiny_cfg, str(tmp_path / "run"))["step"] == 6
+
+
+def test_nonfinite_losses_stop_the_run_and_the_last_good_checkpoint_loads(tiny_cfg, tmp_path):
+  cfg = dataclasses.replace(tiny_cfg, trainer=dataclasses.replace(
+      tiny_cfg.trainer, checkpoint_every=2, val_every=100, max_nonfinite=3))
+  good = train(cfg, str(tmp_path), stop_at=2)
+  poisoned = jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), good["state"].decoder_params)
+  with pytest.raises(NonFiniteLoss, match=r"at step 5 \(3 steps in a row\)"):
+    train(cfg, str(tmp_path), decoder_params=poisoned)
+  # Skipped updates leave the parameters as they were: whatever was saved since is
+  # loadable and holds the last good parameters.
+  _, params, _ = restore(str(tmp_path / "checkpoints" / "latest"))
+  jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(good["params"]))

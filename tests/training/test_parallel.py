@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = textwrap.dedent("""
@@ -64,6 +66,7 @@ TRAIN_ON_8 = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # An 8-device process and two runs (~1 min): `python -m pytest -m slow`.
 def test_a_checkpoint_saved_on_eight_devices_resumes_on_one(tmp_path):
   import jax
   import numpy as np

@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from hydra import compose, initialize_config_dir
 
 from dropamort.config import register_configs, to_dataclass
@@ -33,6 +34,7 @@ def _steps_logged(run_dir) -> int:
     return sum(1 for line in f if '"loss"' in line)
 
 
+@pytest.mark.slow  # Two training processes (~1 min): run with `python -m pytest -m slow`.
 def test_sigterm_saves_exits_and_the_restart_ends_where_an_uninterrupted_run_does(tmp_path):
   run_dir = str(tmp_path / "run")
   proc = subprocess.Popen(_train_cmd(run_dir), cwd=tmp_path, stdout=subprocess.PIPE,
