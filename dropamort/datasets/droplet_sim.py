@@ -21,7 +21,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dropamort.config import ModelConfig, from_dict, to_dict
-from dropamort.model.catalog import Catalog
 from dropamort.model.decoder import load_params
 from dropamort.model.simulate import make_simulate
 

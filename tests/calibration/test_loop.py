@@ -1,7 +1,6 @@
 import dataclasses
 import json
 
-import jax
 import numpy as np
 from PIL import Image
 

@@ -1,7 +1,6 @@
 import dataclasses
 
 import jax
-import numpy as np
 
 from dropamort.calibration.prior_fit import fit_prior, simulated_stats
 from dropamort.config import ModelConfig
