@@ -27,6 +27,7 @@ from seed_svi import make_seed_svi  # noqa: E402
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.datasets import store  # noqa: E402
+from dropamort.evaluation.measure import inside_image  # noqa: E402
 from dropamort.inference.refine import refine_result  # noqa: E402
 from dropamort.metrics import detection_metrics  # noqa: E402
 from dropamort.model.catalog import to_table  # noqa: E402
@@ -102,13 +103,8 @@ def single_pass(reader, images, cell, h, w):
   for img in images:
     post, ms = timed(reader.predictor.posterior, img)
     times.append(ms)
-    tables.append(_inside(post.to_table(cell, 0.5)[0], h, w))
+    tables.append(inside_image(post.to_table(cell, 0.5)[0], h, w))
   return tables, times
-
-
-def _inside(t, h, w):
-  keep = (t["x"] < w) & (t["y"] < h)
-  return {k: v[keep] for k, v in t.items()}
 
 
 def main():
@@ -156,7 +152,7 @@ def main():
 
   # 64×64 crops (top-left of each image): dropamort vs SVI at 100× its time and long.
   crops = [img[:CROP, :CROP] for img in images[:args.crops]]
-  crop_truth = [_inside(t, CROP, CROP) for t in truth[:args.crops]]
+  crop_truth = [inside_image(t, CROP, CROP) for t in truth[:args.crops]]
   tables, times = single_pass(reader, crops, cell, CROP, CROP)
   crop_ms = statistics.median(times[1:])
   rows["64x64 crops: dropamort single pass"] = row(crop_truth, tables, times[1:])

@@ -39,7 +39,8 @@ def crop_posterior(post: CatalogPosterior, gy: int, gx: int) -> CatalogPosterior
   return jax.tree.map(lambda a: a[:, :gy, :gx] if a.ndim >= 3 else a, post)
 
 
-def _inside(table: dict, height: int, width: int) -> dict:
+def inside_image(table: dict, height: int, width: int) -> dict:
+  """The rows of a droplet table whose centres lie in the image (not in cell padding)."""
   keep = (table["x"] < width) & (table["y"] < height)
   return {k: np.asarray(v)[keep] for k, v in table.items()}
 
@@ -59,8 +60,8 @@ class Accumulator:
   def tables(self, post: CatalogPosterior, height: int, width: int):
     t90 = post.to_table(self.cell, self.cfg.threshold, z=Z90)[0]
     t50 = post.to_table(self.cell, self.cfg.threshold, z=calibration.central_z(0.5))[0]
-    return self._marked(_inside(t90, height, width), height, width), _inside(t50, height,
-                                                                            width)
+    t90, t50 = inside_image(t90, height, width), inside_image(t50, height, width)
+    return self._marked(t90, height, width), t50
 
   def _marked(self, table: dict, height: int, width: int) -> dict:
     """The table with an ``interior`` column: centre outside this image's border band."""
@@ -97,7 +98,7 @@ class Accumulator:
                                   height, width))
     self.pred90.append(t90)
     self.pred50.append(t50)
-    low = _inside(post.to_table(self.cell, REAL_P_FLOOR)[0], height, width)
+    low = inside_image(post.to_table(self.cell, REAL_P_FLOOR)[0], height, width)
     _, j = match(self.true[-1], low)
     hit = np.zeros(len(low["x"]), bool)
     hit[j] = True
@@ -137,12 +138,10 @@ class Accumulator:
       rng = np.random.default_rng(cfg.seed)
       out["sbc"] = {}
       for k in SBC_STATS:
-        ranks = calibration.sbc_ranks(np.array(self.sbc_true[k]), np.stack(self.sbc_draws[k]),
-                                      rng)
+        truth, draws = np.array(self.sbc_true[k]), np.stack(self.sbc_draws[k])
+        ranks = calibration.sbc_ranks(truth, draws, rng)
         out["sbc"][k] = {**calibration.uniformity(ranks, cfg.sbc_draws),
-                         **calibration.error_summary(np.array(self.sbc_true[k]),
-                                                     np.stack(self.sbc_draws[k])),
-                         "ranks": ranks.tolist()}
+                         **calibration.error_summary(truth, draws), "ranks": ranks.tolist()}
     for r in out["by_radius"]:
       if not np.isfinite(r["r_max"]):
         r["r_max"] = None
