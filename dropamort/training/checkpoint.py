@@ -2,7 +2,8 @@
 
 Two managers under ``<run>/checkpoints``: ``latest`` (the most recent save) and ``best``
 (the best by a validation metric). Saves are atomic (Orbax writes to a temporary
-directory and renames), so a half-written checkpoint is never taken as the latest.
+directory and renames it when complete), so a checkpoint cut short by SIGKILL is never
+taken as the latest; leftover temporary directories are removed when the managers open.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ class Checkpoints:
     items = ("state", "config")
     self.latest = ocp.CheckpointManager(
         os.path.join(self.directory, "latest"), item_names=items,
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                             cleanup_tmp_directories=True))
     self.best = ocp.CheckpointManager(
         os.path.join(self.directory, "best"), item_names=items,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, best_fn=lambda m: m[best_metric], best_mode="max"))
+            max_to_keep=1, create=True, cleanup_tmp_directories=True,
+            best_fn=lambda m: m[best_metric], best_mode="max"))
 
   def save(self, state, cfg: TrainConfig, *, metrics: dict | None = None) -> None:
     """Saves to ``latest``, and to ``best`` when validation ``metrics`` are given."""

@@ -1,4 +1,5 @@
 import dataclasses
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,23 @@ def test_restore_is_bit_identical(key, tiny_cfg, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state),
                jax.tree.map(np.asarray, back))
   assert ckpt.best.best_step() == 1
+
+
+def test_an_uncommitted_save_is_never_restored_and_is_cleaned_up(key, tiny_cfg, tmp_path):
+  """What a SIGKILL during a save leaves: the next step's folder, arrays written, no commit."""
+  tx = make_optimizer(tiny_cfg.optim, 10)
+  state = init_state(key, tiny_cfg, tx)
+  ckpt = Checkpoints(str(tmp_path / "ck"), "f1")
+  ckpt.save(state, tiny_cfg)
+  ckpt.close()
+  latest = tmp_path / "ck" / "latest"
+  leftover = latest / "1.orbax-checkpoint-tmp"
+  shutil.copytree(latest / "0", leftover)  # Whole-looking, but never renamed into place.
+  reopened = Checkpoints(str(tmp_path / "ck"), "f1")
+  assert reopened.latest.latest_step() == 0
+  assert reopened.restore_latest(abstract_state(tiny_cfg, tx), tiny_cfg).step == 0
+  reopened.close()
+  assert not leftover.exists()
 
 
 def test_resume_reaches_the_same_parameters(tiny_cfg, tmp_path):
