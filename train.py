@@ -26,7 +26,7 @@ register_configs()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(raw: DictConfig) -> None:
+def main(raw: DictConfig) -> float:
   quiet_libraries()
   cfg = run_or_fail(to_dataclass, raw)
   if cfg.trainer.distributed:  # Multi-host (e.g. SLURM): JAX finds the cluster itself.
@@ -41,6 +41,7 @@ def main(raw: DictConfig) -> None:
     print(f"dropamort: {err}", file=sys.stderr)
     sys.exit(143)
   print(final_report(result))
+  return float(result["metrics"][cfg.trainer.best_metric])  # What a Hydra sweeper optimizes.
 
 
 if __name__ == "__main__":
