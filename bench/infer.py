@@ -2,6 +2,7 @@
 
     python bench/infer.py [--checkpoint runs/train] [--repeats 20]
 
+Also the encoder's time per image in batches of 8 (split over all local devices).
 Uses the first image of droplet_sim/380x507_seed (built under --data-dir if missing)
 and, when present, ../shared/data/example.jpg at scale 0.25. Also reports refinement:
 ELBO after 0, 10 and 100 SVI steps and ms per step.
@@ -53,6 +54,10 @@ def main():
   out = {"image": [380, 507, 3]}
   out["single_pass_ms"] = round(median_ms(reader.predictor.posterior, image,
                                           repeats=args.repeats), 2)
+  batch = [image] * 8  # A folder from one microscope: 8 images per call, over all devices.
+  out["batch8_ms_per_image"] = round(median_ms(reader.predictor.posteriors, batch,
+                                               repeats=max(3, args.repeats // 4)) / 8, 2)
+  out["devices"] = reader.predictor.devices
   out["blob_log_ms"], out["blob_log_count"] = blob_log_ms(image)
   post = reader.predictor.posterior(image)
   out["dropamort_count"] = int((np.asarray(post.p_BYX) > 0.5).sum())

@@ -284,6 +284,7 @@ class InferConfig:
   tile: int = 512  # Images larger than this (px, after scaling) are tiled.
   overlap: int = 8  # Context cells around each tile's own region.
   samples: int = 200  # Posterior samples for the summary's credible intervals.
+  batch: int = 8  # Images per encoder call, split over all local devices.
   refine_steps: int = 0  # SVI steps after the single pass (0: none).
   refine_lr: float = 0.01
   seed: int = 0
@@ -296,6 +297,7 @@ class InferConfig:
     _check(self.tile >= 16, "infer.tile", ">= 16", self.tile)
     _check(self.overlap >= 0, "infer.overlap", ">= 0", self.overlap)
     _check(self.samples >= 10, "infer.samples", ">= 10", self.samples)
+    _check(self.batch >= 1, "infer.batch", ">= 1", self.batch)
     _check(self.refine_steps >= 0, "infer.refine_steps", ">= 0", self.refine_steps)
     _check(self.refine_lr > 0, "infer.refine_lr", "> 0", self.refine_lr)
 

@@ -41,17 +41,29 @@ class DropletReader:
 
   def infer(self, image_HWC: np.ndarray, options: InferConfig = InferConfig()) -> Result:
     """Catalog posterior, droplet table and summary for one image in [0, 1], (H, W, C)."""
+    return self.infer_many([image_HWC], options)[0]
+
+  def infer_many(self, images: list[np.ndarray],
+                 options: InferConfig = InferConfig()) -> list[Result]:
+    """``infer`` for several images at once: images of one shape share encoder calls,
+    split over all local devices. Pass about ``options.batch`` images per call."""
     t0 = time.perf_counter()
-    image = np.asarray(image_HWC, np.float32)
-    if image.ndim != 3 or image.shape[-1] != self.cfg.model.channels:
-      raise ValueError(f"image must be (H, W, {self.cfg.model.channels}), got {image.shape}")
-    h0, w0 = image.shape[:2]
-    image = resize(image, options.scale)
-    h, w = image.shape[:2]
+    scaled, sizes = [], []
+    for image in images:
+      image = np.asarray(image, np.float32)
+      if image.ndim != 3 or image.shape[-1] != self.cfg.model.channels:
+        raise ValueError(f"image must be (H, W, {self.cfg.model.channels}), got {image.shape}")
+      sizes.append(image.shape[:2])
+      scaled.append(resize(image, options.scale))
+    posteriors = self.predictor.posteriors(scaled)
+    jax.block_until_ready(posteriors)
+    t_pass = (time.perf_counter() - t0) / max(len(images), 1)  # Per image, batch shared.
+    return [self._result(p, im, size, t_pass, options)
+            for p, im, size in zip(posteriors, scaled, sizes)]
+
+  def _result(self, posterior, image, size, t_pass, options) -> Result:
+    (h0, w0), (h, w) = size, image.shape[:2]
     ratio = (w0 / w, h0 / h)
-    posterior = self.predictor.posterior(image)
-    jax.block_until_ready(posterior)
-    t_pass = time.perf_counter() - t0
     cell = self.cfg.model.cell
     table = droplet_table(posterior, cell=cell, threshold=options.threshold, ratio_xy=ratio,
                           height=h, width=w)

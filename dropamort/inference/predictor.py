@@ -1,16 +1,24 @@
-"""Single-pass inference on one image array: encoder posterior over the whole catalog."""
+"""Single-pass inference: the encoder's posterior over the whole catalog, per image.
+
+Images of one shape are encoded in batches; with more than one local device the batch is
+split over them (a 1-D ``jax.sharding`` mesh, parameters replicated), as in training.
+Large images are cut into tiles, and batches of tiles are split the same way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dropamort.config import ConfigError, TrainConfig
 from dropamort.encoder.cnn import make_encoder
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.tiling import owned_ranges, tile_starts
+from dropamort.training.parallel import AXIS, batch_mesh, replicate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,16 +29,42 @@ class TilePlan:
 
 
 class Predictor:
-  """The trained encoder and decoder, ready to read images. Holds no per-image state."""
+  """The trained encoder and decoder, ready to read images. Holds no per-image state.
 
-  def __init__(self, cfg: TrainConfig, params, decoder_params, plan: TilePlan = TilePlan()):
-    self.cfg, self.params, self.decoder_params, self.plan = cfg, params, decoder_params, plan
+  Args:
+    devices: split each batch over these (default: all local devices).
+  """
+
+  def __init__(self, cfg: TrainConfig, params, decoder_params, plan: TilePlan = TilePlan(),
+               devices=None):
+    self.cfg, self.decoder_params, self.plan = cfg, decoder_params, plan
     if plan.tile % cfg.model.cell:
       raise ConfigError(f"infer.tile must be a multiple of the model's cell size "
                         f"{cfg.model.cell} (got {plan.tile!r})")
+    devices = list(jax.local_devices() if devices is None else devices)
+    self.mesh = batch_mesh(len(devices), devices) if len(devices) > 1 else None
+    self.params = params if self.mesh is None else replicate(params, self.mesh)
     encoder = make_encoder(cfg)
     # One compiled function per input shape; tiles all share one shape.
     self._encode = jax.jit(lambda p, x: encoder.apply({"params": p}, x))
+
+  @property
+  def devices(self) -> int:
+    return 1 if self.mesh is None else self.mesh.size
+
+  def encode(self, batch_BHWC: np.ndarray) -> CatalogPosterior:
+    """The encoder on a batch, split over the devices (padded to a multiple of their
+    count with copies of the last image). The result is gathered onto the default device,
+    where the rest of inference (tables, refinement) runs."""
+    n = len(batch_BHWC)
+    if self.mesh is None:
+      return self._encode(self.params, jnp.asarray(batch_BHWC))
+    extra = -n % self.mesh.size
+    if extra:
+      batch_BHWC = np.concatenate([batch_BHWC, np.repeat(batch_BHWC[-1:], extra, 0)])
+    x = jax.device_put(batch_BHWC, NamedSharding(self.mesh, P(AXIS)))
+    post = self._encode(self.params, x)
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[:n]), post)
 
   @property
   def cell(self) -> int:
@@ -47,10 +81,24 @@ class Predictor:
 
   def posterior(self, image_HWC: np.ndarray) -> CatalogPosterior:
     """q(catalog | image) on the padded image's cell grid (batch of one)."""
-    padded = self.pad(np.asarray(image_HWC, np.float32))
-    if max(padded.shape[:2]) <= self.plan.tile:
-      return self._encode(self.params, jnp.asarray(padded)[None])
-    return self._tiled(padded)
+    return self.posteriors([image_HWC])[0]
+
+  def posteriors(self, images: list[np.ndarray]) -> list[CatalogPosterior]:
+    """``posterior`` of each image; images whose padded shapes agree (a folder from one
+    microscope) share encoder calls of up to ``batch`` images, split over the devices."""
+    padded = [self.pad(np.asarray(im, np.float32)) for im in images]
+    out: list = [None] * len(images)
+    groups: dict = {}
+    for k, im in enumerate(padded):
+      if max(im.shape[:2]) > self.plan.tile:
+        out[k] = self._tiled(im)
+      else:
+        groups.setdefault(im.shape, []).append(k)
+    for ks in groups.values():
+      post = self.encode(np.stack([padded[k] for k in ks]))
+      for i, k in enumerate(ks):
+        out[k] = jax.tree.map(lambda a, i=i: a[i:i + 1], post)
+    return out
 
   def _tiled(self, padded: np.ndarray) -> CatalogPosterior:
     c, t = self.cell, self.plan.tile // self.cell
@@ -58,14 +106,15 @@ class Predictor:
     sy, sx = tile_starts(gy, t, self.plan.overlap), tile_starts(gx, t, self.plan.overlap)
     ry, rx = owned_ranges(gy, sy, t), owned_ranges(gx, sx, t)
     jobs = [(i, j) for i in range(len(sy)) for j in range(len(sx))]
+    batch = -(-self.plan.batch // self.devices) * self.devices  # Whole tiles per device.
     out, bg_loc, bg_scale, weight = None, 0.0, 0.0, 0
-    for b in range(0, len(jobs), self.plan.batch):
-      chunk = jobs[b:b + self.plan.batch]
+    for b in range(0, len(jobs), batch):
+      chunk = jobs[b:b + batch]
       tiles = np.stack([padded[sy[i] * c:(sy[i] + t) * c, sx[j] * c:(sx[j] + t) * c]
                         for i, j in chunk])
-      if len(chunk) < self.plan.batch:  # Keep one compiled shape.
-        tiles = np.concatenate([tiles, np.repeat(tiles[-1:], self.plan.batch - len(chunk), 0)])
-      post = jax.tree.map(np.asarray, self._encode(self.params, jnp.asarray(tiles)))
+      if len(chunk) < batch:  # Keep one compiled shape.
+        tiles = np.concatenate([tiles, np.repeat(tiles[-1:], batch - len(chunk), 0)])
+      post = jax.tree.map(np.asarray, self.encode(tiles))
       if out is None:
         out = jax.tree.map(lambda a: np.zeros((1, gy, gx) + a.shape[3:], a.dtype), post)
       for k, (i, j) in enumerate(chunk):

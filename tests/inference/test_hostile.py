@@ -2,6 +2,7 @@
 outputs, and nothing hangs. Folder mode reads them all in one run."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -103,7 +104,10 @@ def test_folder_run_reports_each_bad_file_and_reads_the_rest(checkpoint, hostile
   assert "loop.png: a broken symbolic link" in err
   for name, (_, fragment) in BAD.items():
     assert f"{name}: " in err and fragment in err, name
-  assert sorted(os.listdir(out)) == sorted(["catalog_all.csv", "catalog_all.parquet", *GOOD])
+  assert sorted(os.listdir(out)) == sorted(["catalog_all.csv", "catalog_all.parquet",
+                                            "run.json", *GOOD])
+  stats = json.loads((out / "run.json").read_text())
+  assert (stats["images"], stats["failed"]) == (len(GOOD), failed)
   for name in GOOD:
     assert (out / name / "summary.json").exists()
   assert not any(n.endswith(".partial") for n in os.listdir(out))

@@ -48,7 +48,8 @@ def test_folder_mode_skips_the_bad_file(checkpoint, image_folder, tmp_path, caps
   failed = run(dropamort.load(checkpoint), str(image_folder), str(out), OPTS)
   assert failed == 1
   assert "c.png: not a readable image" in capsys.readouterr().err
-  assert sorted(os.listdir(out)) == ["a.png", "b.jpg", "catalog_all.csv", "catalog_all.parquet"]
+  assert sorted(os.listdir(out)) == ["a.png", "b.jpg", "catalog_all.csv", "catalog_all.parquet",
+                                    "run.json"]
   for name in ("a.png", "b.jpg"):
     files = set(os.listdir(out / name))
     assert files == {"catalog.csv", "catalog.parquet", "summary.json", "overlay.png",
