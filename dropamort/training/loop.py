@@ -79,16 +79,20 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
   mesh = batch_mesh(t.batch_size) if t.data_parallel and jax.device_count() > 1 else None
   if mesh is not None:
     state = replicate(state, mesh)
-    print(f"data parallel over {mesh.size} devices ({t.batch_size // mesh.size} images each)")
+    if jax.process_index() == 0:
+      print(f"data parallel over {mesh.size} devices ({t.batch_size // mesh.size} images each)")
   train_step = make_train_step(cfg, tx, mesh)
   posterior_fn = make_posterior_fn(cfg)
   val_images, val_catalog = validation_set(cfg, state.decoder_params,
                                            os.path.join(run_dir, "val_data"))
   log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
-  if resumed:
+  if resumed and jax.process_index() == 0:
     print(f"resuming {run_dir} from step {start}")
 
-  bar = tqdm(total=end, initial=start, disable=not t.progress, unit="step", dynamic_ncols=True)
+  primary = jax.process_index() == 0  # Multi-host: one process reports and draws.
+  say = tqdm.write if primary else (lambda *_: None)
+  bar = tqdm(total=end, initial=start, disable=not (t.progress and primary), unit="step",
+             dynamic_ncols=True)
   in_a_row, last_metrics = 0, None
   t_mark, step_mark = time.perf_counter(), start  # Rate over the last logging window.
   with _StopOnSigterm() as sigterm:
@@ -97,7 +101,7 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
       loss, finite = float(m["loss"]), bool(m["finite"])
       in_a_row = 0 if finite else in_a_row + 1
       if not finite:
-        tqdm.write(f"step {step + 1}: non-finite loss ({loss}); update skipped")
+        say(f"step {step + 1}: non-finite loss ({loss}); update skipped")
         log.write(step=step + 1, event="nonfinite", loss=str(loss))
         if in_a_row >= t.max_nonfinite:
           ckpt.close()
@@ -115,7 +119,7 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
       if done % t.val_every == 0 or done == t.steps:
         metrics = validate(posterior_fn, state.params, val_images, val_catalog, cfg)
         log.write(step=done, event="validation", **metrics)
-        tqdm.write(f"step {done}: validation F1 {metrics['f1']:.3f}, NLL {metrics['nll']:.1f}")
+        say(f"step {done}: validation F1 {metrics['f1']:.3f}, NLL {metrics['nll']:.1f}")
         last_metrics = metrics
       if metrics is not None or done % t.checkpoint_every == 0 or done == end:
         ckpt.save(state, cfg, metrics=metrics)
@@ -134,9 +138,10 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
     last_metrics = validate(posterior_fn, state.params, val_images, val_catalog, cfg)
   picture = os.path.join(run_dir, "validation.png")
   post = posterior_fn(state.params, val_images[:1])
-  save_validation_picture(picture, val_images[0], to_table(
-      jax.tree.map(lambda a: a[:1], val_catalog), cfg.model.cell)[0],
-      post.to_table(cfg.model.cell, t.threshold)[0])
+  if primary:
+    save_validation_picture(picture, val_images[0], to_table(
+        jax.tree.map(lambda a: a[:1], val_catalog), cfg.model.cell)[0],
+        post.to_table(cfg.model.cell, t.threshold)[0])
   ckpt.close()
   return {"metrics": last_metrics, "step": int(state.step), "checkpoints": ckpt.directory,
           "picture": picture, "params": state.params, "state": state,

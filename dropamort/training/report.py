@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,12 +16,15 @@ from dropamort.model.preview import draw_catalog  # noqa: E402
 
 
 class MetricsLog:
-  """Appends one JSON object per line to ``<run>/metrics.jsonl``."""
+  """Appends one JSON object per line to ``<run>/metrics.jsonl`` (only the first process
+  of a multi-host run writes; the others hold the same values)."""
 
   def __init__(self, path: str):
     self.path = path
 
   def write(self, **record) -> None:
+    if jax.process_index() != 0:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from dropamort.config import TrainConfig
@@ -22,10 +23,12 @@ def validation_set(cfg: TrainConfig, decoder_params, data_dir: str):
     (images_BHWC, true Catalog batch).
   """
   t = cfg.trainer
-  builder = store.build(DropletSim, custom_config(cfg.model, t.val_images, t.val_seed,
-                                                  decoder_params),
-                        data_dir, decoder_params=decoder_params)
-  return store.read_sim(builder)
+  config = custom_config(cfg.model, t.val_images, t.val_seed, decoder_params)
+  if jax.process_index() == 0:  # Multi-host: one process builds, then all read.
+    store.build(DropletSim, config, data_dir, decoder_params=decoder_params)
+  multihost_utils.sync_global_devices("dropamort validation set built")
+  return store.read_sim(store.build(DropletSim, config, data_dir,
+                                    decoder_params=decoder_params))
 
 
 def validate(posterior_fn, params, images, catalog, cfg: TrainConfig, batch: int = 32) -> dict:
