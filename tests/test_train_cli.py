@@ -73,3 +73,16 @@ def test_multirun_puts_each_job_in_its_own_directory(tmp_path):
   table = gather(str(tmp_path))  # The sweep's table: one row per job, best first.
   assert sorted(map(float, table["optim.lr"])) == [1e-3, 3e-3] and "f1" in table.columns
   assert list(table["f1"]) == sorted(table["f1"], reverse=True)
+
+
+def test_the_slurm_launcher_config_reaches_submitit():
+  """conf/hydra/launcher/slurm.yaml extends the plugin's schema (no cluster needed)."""
+  from hydra.utils import get_class
+
+  with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+    cfg = compose(config_name="train", return_hydra_config=True,
+                  overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+  launcher = cfg.hydra.launcher
+  assert get_class(launcher._target_).__name__ == "SlurmLauncher"
+  assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
+  assert launcher.signal_delay_s == 120 and launcher.max_num_timeout == 20
