@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dropamort.cli import quiet_libraries, run_or_fail
+from dropamort.cli import quiet_libraries, run_or_fail, use_compilation_cache
 from dropamort.config import EvaluateRunConfig, register_evaluate_configs, to_dataclass
 from dropamort.evaluation.run import evaluate, summary_lines
 
@@ -23,6 +23,7 @@ register_evaluate_configs()
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(raw: DictConfig) -> None:
   quiet_libraries()
+  use_compilation_cache()
   cfg = run_or_fail(to_dataclass, raw, EvaluateRunConfig)
   out_dir = HydraConfig.get().runtime.output_dir
   report = run_or_fail(evaluate, cfg, out_dir)

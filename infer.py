@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from dropamort.cli import quiet_libraries, fail, run_or_fail
+from dropamort.cli import fail, quiet_libraries, run_or_fail, use_compilation_cache
 from dropamort.config import InferRunConfig, register_infer_configs, to_dataclass
 from dropamort.inference.api import load
 from dropamort.inference.run import run
@@ -26,6 +26,7 @@ register_infer_configs()
 @hydra.main(config_path="conf", config_name="infer", version_base="1.3")
 def main(raw: DictConfig) -> None:
   quiet_libraries()
+  use_compilation_cache()
   try:
     cfg = run_or_fail(to_dataclass, raw, InferRunConfig)
   except MissingMandatoryValue:

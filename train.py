@@ -17,7 +17,7 @@ import jax
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dropamort.cli import quiet_libraries, run_or_fail
+from dropamort.cli import quiet_libraries, run_or_fail, use_compilation_cache
 from dropamort.calibration.loop import calibrate
 from dropamort.config import register_configs, to_dataclass
 from dropamort.training.loop import Preempted, final_report, train
@@ -28,6 +28,7 @@ register_configs()
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(raw: DictConfig) -> float:
   quiet_libraries()
+  use_compilation_cache()
   cfg = run_or_fail(to_dataclass, raw)
   if cfg.trainer.distributed:  # Multi-host (e.g. SLURM): JAX finds the cluster itself.
     jax.distributed.initialize()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+import jax
 
 from dropamort.calibration.loop import WakeFailed
 from dropamort.config import ConfigError
@@ -23,6 +26,19 @@ def quiet_libraries() -> None:
   """Keeps Orbax/absl INFO chatter out of the console and Hydra's log (warnings stay)."""
   for name in ("absl", "orbax", "jax"):
     logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def use_compilation_cache() -> None:
+  """Keeps compiled XLA programs between runs (JAX's persistent compilation cache), so a
+  second ``infer.py`` on images of the same size, or a resumed training run, skips the
+  compile. In ``$DROPAMORT_CACHE_DIR``, else ``~/.cache/dropamort/jax``; JAX's own
+  ``JAX_COMPILATION_CACHE_DIR``, when set, wins. Entries are keyed by program, JAX
+  version and device, so a stale one is never used; deleting the folder is always safe."""
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  path = os.environ.get("DROPAMORT_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "dropamort", "jax")
+  jax.config.update("jax_compilation_cache_dir", path)
 
 
 def fail(message: str, code: int = 2):

@@ -1,9 +1,18 @@
 """Test setup: CPU only, small configs, an explicit PRNG key fixture."""
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+# Most of the suite's time is XLA compiling the same tiny programs again (each train() or
+# load() jits afresh). JAX's persistent compilation cache, shared with the subprocesses
+# the tests start, compiles each once per machine; it is keyed by program, JAX version
+# and device, so a stale entry is never used.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "dropamort-tests-jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
