@@ -31,14 +31,23 @@ def quiet_libraries() -> None:
 def use_compilation_cache() -> None:
   """Keeps compiled XLA programs between runs (JAX's persistent compilation cache), so a
   second ``infer.py`` on images of the same size, or a resumed training run, skips the
-  compile. In ``$DROPAMORT_CACHE_DIR``, else ``~/.cache/dropamort/jax``; JAX's own
+  compiles. Small programs count too: refinement's set-up runs the model op by op, which
+  is hundreds of small compiles. In ``$DROPAMORT_CACHE_DIR``, else
+  ``~/.cache/dropamort/jax`` (a few MB per model and image size); JAX's own
   ``JAX_COMPILATION_CACHE_DIR``, when set, wins. Entries are keyed by program, JAX
   version and device, so a stale one is never used; deleting the folder is always safe."""
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return
   path = os.environ.get("DROPAMORT_CACHE_DIR") or os.path.join(
       os.path.expanduser("~"), ".cache", "dropamort", "jax")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return  # Unwritable (a read-only home): run without the cache.
+  if not os.access(path, os.W_OK):
+    return
   jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def fail(message: str, code: int = 2):
