@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -24,6 +27,18 @@ def render_catalog(cfg: ModelConfig, decode, catalog: Catalog):
                       reach=cfg.reach, reach_cells=cfg.reach_cells)
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_renderer(channels: int, hidden: tuple, height: int, width: int, cell: int,
+                       reach: float, reach_cells: int):
+  """``render_catalog`` with the decoder's parameters as an argument, as one jitted
+  function: outside jit (NumPyro's ``SVI.init`` runs the model eagerly) it is one
+  compiled program instead of hundreds of op-by-op ones; inside jit it is inlined."""
+  module = DropletOpticsModel(channels=channels, hidden=hidden)
+  return jax.jit(lambda params, catalog: render_local(
+      bind(module, params), catalog, height=height, width=width, cell=cell, reach=reach,
+      reach_cells=reach_cells))
+
+
 def droplet_model(cfg: ModelConfig, decoder_params=None, images_BHWC=None, batch: int = 1):
   """Images of droplets: prior catalog -> optics decoder -> Normal pixel noise.
 
@@ -40,15 +55,16 @@ def droplet_model(cfg: ModelConfig, decoder_params=None, images_BHWC=None, batch
   if images_BHWC is not None:
     batch = images_BHWC.shape[0]
   catalog = sample_catalog(cfg, batch)
-  module = decoder_module(cfg)
   if decoder_params is None:
     z = jnp.zeros((1,))
-    decode = random_flax_module("decoder", module, dist.Normal(0.0, 1.0),
+    decode = random_flax_module("decoder", decoder_module(cfg), dist.Normal(0.0, 1.0),
                                 jnp.zeros((1, cfg.channels)), z, z, z,
                                 jnp.zeros((1, cfg.types)))
+    mean_BHWC = render_catalog(cfg, decode, catalog)
   else:
-    decode = bind(module, decoder_params)
-  mean_BHWC = render_catalog(cfg, decode, catalog)
+    mean_BHWC = _compiled_renderer(cfg.channels, cfg.decoder_hidden, cfg.height, cfg.width,
+                                   cfg.cell, cfg.reach, cfg.reach_cells)(decoder_params,
+                                                                         catalog)
   with numpyro.plate("image_batch", batch, dim=-1):
     numpyro.sample("image", dist.Normal(mean_BHWC, cfg.noise_sigma).to_event(3),
                    obs=images_BHWC)
