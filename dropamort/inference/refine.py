@@ -19,9 +19,11 @@ import numpy as np
 import optax
 from numpyro import handlers
 from numpyro.distributions import biject_to
-from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import SVI
 from numpyro.infer.autoguide import AutoNormal
+from numpyro.infer.elbo import ELBO
 from numpyro.infer.initialization import init_to_value
+from numpyro.infer.util import compute_log_probs
 
 from dropamort.config import InferConfig, ModelConfig
 from dropamort.inference.api import DropletReader, Result
@@ -56,6 +58,28 @@ def _init_values(post, cfg: ModelConfig, gy: int, gx: int):
   return values, sds
 
 
+class OrderedTraceELBO(ELBO):
+  """NumPyro's ``Trace_ELBO`` (reparameterized sites, no enumeration) with the site log
+  densities summed in trace order. ``Trace_ELBO`` sums over a ``set`` of site names, whose
+  order follows Python's per-process hash seed: every run then compiled a different
+  program (so the persistent compilation cache never hit) and rounded differently."""
+
+  def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+    def particle(key):
+      model_key, guide_key = jax.random.split(key)
+      guide_lp, guide_trace = compute_log_probs(handlers.seed(guide, guide_key), args,
+                                                kwargs, param_map)
+      model_lp, _ = compute_log_probs(
+          handlers.replay(handlers.seed(model, model_key), guide_trace), args, kwargs,
+          param_map)
+      return sum(model_lp.values()) - sum(guide_lp.values())
+
+    if self.num_particles == 1:
+      return {"loss": -particle(rng_key), "mutable_state": None}
+    elbos = self.vectorize_particles_fn(particle, jax.random.split(rng_key, self.num_particles))
+    return {"loss": -jnp.mean(elbos), "mutable_state": None}
+
+
 class Refiner:
   """SVI on one image size: holds the model arguments' structure and the jitted update."""
 
@@ -71,9 +95,9 @@ class Refiner:
 
   def setup(self, values):
     guide = AutoNormal(self._model, init_loc_fn=init_to_value(values=values))
-    self.svi = SVI(self._model, guide, optax.adam(self.lr), Trace_ELBO())
+    self.svi = SVI(self._model, guide, optax.adam(self.lr), OrderedTraceELBO())
     self.update = jax.jit(self.svi.update)
-    self.elbo = jax.jit(lambda key, params, image, on: -Trace_ELBO(
+    self.elbo = jax.jit(lambda key, params, image, on: -OrderedTraceELBO(
         num_particles=EVAL_PARTICLES).loss(key, params, self._model, guide, image, on))
     return guide
 
