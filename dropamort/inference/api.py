@@ -55,7 +55,7 @@ class DropletReader:
         raise ValueError(f"image must be (H, W, {self.cfg.model.channels}), got {image.shape}")
       sizes.append(image.shape[:2])
       scaled.append(resize(image, options.scale))
-    posteriors = self.predictor.posteriors(scaled)
+    posteriors = self.predictor.posteriors(scaled, batch=options.batch)
     jax.block_until_ready(posteriors)
     t_pass = (time.perf_counter() - t0) / max(len(images), 1)  # Per image, batch shared.
     return [self._result(p, im, size, t_pass, options)

@@ -83,7 +83,7 @@ class Predictor:
     """q(catalog | image) on the padded image's cell grid (batch of one)."""
     return self.posteriors([image_HWC])[0]
 
-  def posteriors(self, images: list[np.ndarray]) -> list[CatalogPosterior]:
+  def posteriors(self, images: list[np.ndarray], batch: int = 8) -> list[CatalogPosterior]:
     """``posterior`` of each image; images whose padded shapes agree (a folder from one
     microscope) share encoder calls of up to ``batch`` images, split over the devices."""
     padded = [self.pad(np.asarray(im, np.float32)) for im in images]
@@ -94,10 +94,12 @@ class Predictor:
         out[k] = self._tiled(im)
       else:
         groups.setdefault(im.shape, []).append(k)
-    for ks in groups.values():
-      post = self.encode(np.stack([padded[k] for k in ks]))
-      for i, k in enumerate(ks):
-        out[k] = jax.tree.map(lambda a, i=i: a[i:i + 1], post)
+    for group in groups.values():
+      for b in range(0, len(group), batch):
+        ks = group[b:b + batch]
+        post = self.encode(np.stack([padded[k] for k in ks]))
+        for i, k in enumerate(ks):
+          out[k] = jax.tree.map(lambda a, i=i: a[i:i + 1], post)
     return out
 
   def _tiled(self, padded: np.ndarray) -> CatalogPosterior:

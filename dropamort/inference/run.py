@@ -81,7 +81,10 @@ def _infer_chunk(reader: DropletReader, images: list[np.ndarray], options: Infer
   costs itself), with the exception in place of a result where it still fails."""
   try:
     return reader.infer_many(images, options)
-  except Exception:  # noqa: BLE001 - isolated per image below.
+  except Exception as err:  # noqa: BLE001 - isolated per image below.
+    if len(images) > 1:
+      tqdm.write(f"dropamort: a batch of {len(images)} images failed ({type(err).__name__}: "
+                 f"{err}); reading them one at a time", file=sys.stderr)
     return [_caught(reader.infer, im, options) for im in images]
 
 
@@ -104,25 +107,27 @@ def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -
   for start in range(0, len(paths), options.batch):
     loaded = []
     for path in paths[start:start + options.batch]:
+      name = output_name(path, taken)  # Taken even if the image fails: names stay stable.
       try:
-        loaded.append((path, *read_image(path, channels)))
-      except ImageError as err:
+        loaded.append((path, name, *read_image(path, channels)))
+      except Exception as err:  # Unreadable in any way: report it, go on with the others.
         failed += 1
         bar.update(1)
-        tqdm.write(f"dropamort: error: {err}", file=sys.stderr)
-    results = _infer_chunk(reader, [image for _, image, _ in loaded], options) if loaded else []
-    for (path, _, notes), result in zip(loaded, results):
+        message = str(err) if isinstance(err, ImageError) else (
+            f"{path}: failed ({type(err).__name__}: {err})")
+        tqdm.write(f"dropamort: error: {message}", file=sys.stderr)
+    results = _infer_chunk(reader, [image for _, _, image, _ in loaded], options)
+    for (path, name, _, notes), result in zip(loaded, results):
       bar.update(1)
-      name = output_name(path, taken)
       try:
         if isinstance(result, Exception):
           raise result
-        t_pass += result.summary["timings_s"]["single_pass"]
         if options.refine_steps:
           from dropamort.inference.refine import refine_result
 
           result = refine_result(reader, result, options)
         write_outputs(result, reader, os.path.join(out_root, name), options, notes, path)
+        t_pass += result.summary["timings_s"]["single_pass"]
       except Exception as err:  # Unexpected: report it and go on with the other images.
         failed += 1
         tqdm.write(f"dropamort: error: {path}: failed ({type(err).__name__}: {err})",

@@ -23,6 +23,8 @@ def validation_set(cfg: TrainConfig, decoder_params, data_dir: str):
     (images_BHWC, true Catalog batch).
   """
   t = cfg.trainer
+  # On the host: process 0 simulates alone, so no array may span the other processes.
+  decoder_params = jax.device_get(decoder_params)
   config = custom_config(cfg.model, t.val_images, t.val_seed, decoder_params)
   if jax.process_index() == 0:  # Multi-host: one process builds, then all read.
     store.build(DropletSim, config, data_dir, decoder_params=decoder_params)

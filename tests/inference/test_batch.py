@@ -54,16 +54,18 @@ def test_a_failing_batch_is_retried_image_by_image(checkpoint, tmp_path, monkeyp
   reader = dropamort.load(checkpoint)
   posteriors = reader.predictor.posteriors
 
-  def fails_on_the_wide_one(images):
+  def fails_on_the_wide_one(images, **kwargs):
     if any(im.shape[1] == 70 for im in images):
       raise RuntimeError("encoder fault")
-    return posteriors(images)
+    return posteriors(images, **kwargs)
 
   monkeypatch.setattr(reader.predictor, "posteriors", fails_on_the_wide_one)
   out = tmp_path / "out"
   out.mkdir()
   assert run(reader, str(folder), str(out), OPTS) == 1
-  assert "1.png: failed (RuntimeError: encoder fault)" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "a batch of 3 images failed (RuntimeError: encoder fault)" in err
+  assert "1.png: failed (RuntimeError: encoder fault)" in err
   assert {"0.png", "2.png"} <= set(os.listdir(out)) and "1.png" not in os.listdir(out)
   assert json.loads((out / "run.json").read_text())["images"] == 2
 
@@ -107,3 +109,27 @@ def test_eight_devices_split_the_batch_and_give_the_same_posteriors(checkpoint, 
   stats = json.loads((out / "run.json").read_text())
   assert (stats["images"], stats["failed"], stats["devices"]) == (2, 1, 8)
   assert stats["images_per_s"] > 0
+
+
+def test_any_read_failure_costs_only_its_image(checkpoint, tmp_path, monkeypatch, capsys):
+  from PIL import Image
+
+  import dropamort.inference.run as job
+
+  folder = tmp_path / "in"
+  folder.mkdir()
+  for k, image in enumerate(_images()[:3]):
+    Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"{k}.png")
+  read = job.read_image
+
+  def bomb(path, channels):
+    if path.endswith("0.png"):
+      raise Image.DecompressionBombError("too many pixels")
+    return read(path, channels)
+
+  monkeypatch.setattr(job, "read_image", bomb)
+  out = tmp_path / "out"
+  out.mkdir()
+  assert run(dropamort.load(checkpoint), str(folder), str(out), OPTS) == 1
+  assert "0.png: failed (DecompressionBombError: too many pixels)" in capsys.readouterr().err
+  assert {"1.png", "2.png", "run.json"} <= set(os.listdir(out)) and "0.png" not in os.listdir(out)
