@@ -45,8 +45,8 @@ class DropletReader:
 
   def infer_many(self, images: list[np.ndarray],
                  options: InferConfig = InferConfig()) -> list[Result]:
-    """``infer`` for several images at once: images of one shape share encoder calls,
-    split over all local devices. Pass about ``options.batch`` images per call."""
+    """``infer`` for several images at once: images of one shape share encoder calls of
+    at most ``options.batch`` images, split over all local devices."""
     t0 = time.perf_counter()
     scaled, sizes = [], []
     for image in images:

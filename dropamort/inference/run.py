@@ -1,8 +1,8 @@
 """``infer.py``'s job: images in, per-image outputs and a combined table out.
 
 Images are read ``infer.batch`` at a time and encoded together (split over all local
-devices). Each image's outputs are written to a hidden temporary folder and renamed into place
-when complete, so a failure never leaves partial outputs that look finished.
+devices). Each image's outputs are written to a hidden temporary folder and renamed into
+place when complete, so a failure never leaves partial outputs that look finished.
 """
 
 from __future__ import annotations
