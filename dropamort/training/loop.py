@@ -76,20 +76,20 @@ def train(cfg: TrainConfig, run_dir: str, *, stop_at: int | None = None,
     state = state.replace(decoder_params=decoder_params)
   start = int(state.step)
   end = min(t.steps, stop_at if stop_at is not None else t.steps)
+  primary = jax.process_index() == 0  # Multi-host: one process reports and draws.
   mesh = batch_mesh(t.batch_size) if t.data_parallel and jax.device_count() > 1 else None
   if mesh is not None:
     state = replicate(state, mesh)
-    if jax.process_index() == 0:
+    if primary:
       print(f"data parallel over {mesh.size} devices ({t.batch_size // mesh.size} images each)")
   train_step = make_train_step(cfg, tx, mesh)
   posterior_fn = make_posterior_fn(cfg)
   val_images, val_catalog = validation_set(cfg, state.decoder_params,
                                            os.path.join(run_dir, "val_data"))
   log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
-  if resumed and jax.process_index() == 0:
+  if resumed and primary:
     print(f"resuming {run_dir} from step {start}")
 
-  primary = jax.process_index() == 0  # Multi-host: one process reports and draws.
   say = tqdm.write if primary else (lambda *_: None)
   bar = tqdm(total=end, initial=start, disable=not (t.progress and primary), unit="step",
              dynamic_ncols=True)
