@@ -18,9 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dropamort.cli import quiet_libraries, run_or_fail, use_compilation_cache
-from dropamort.calibration.loop import calibrate
 from dropamort.config import register_configs, to_dataclass
-from dropamort.training.loop import Preempted, final_report, train
+from dropamort.training.loop import final_report, train
+from dropamort.training.trainer import Preempted
 
 register_configs()
 
@@ -33,11 +33,8 @@ def main(raw: DictConfig) -> float:
   if cfg.trainer.distributed:  # Multi-host (e.g. SLURM): JAX finds the cluster itself.
     jax.distributed.initialize()
   run_dir = HydraConfig.get().runtime.output_dir
-  try:
-    if cfg.data.real is None:
-      result = run_or_fail(train, cfg, run_dir)
-    else:  # Calibrate the generative model on real images (wake-sleep).
-      result = run_or_fail(calibrate, cfg, run_dir)
+  try:  # With data.real, wake-sleep rounds calibrate the model on real images too.
+    result = run_or_fail(train, cfg, run_dir)
   except Preempted as err:  # A scheduler's SIGTERM: checkpoint saved; 128 + 15 as usual.
     print(f"dropamort: {err}", file=sys.stderr)
     sys.exit(143)

@@ -29,7 +29,7 @@ import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import read_image, resize  # noqa: E402
 from dropamort.inference import pictures  # noqa: E402
-from dropamort.inference.reconstruct import reconstruct  # noqa: E402
+from dropamort.model.reconstruct import reconstruct  # noqa: E402
 from dropamort.model.simulate import make_simulate  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "example.jpg")
@@ -37,7 +37,8 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", 
 
 def sim_vs_real(path, reader, region, n=4, size=96):
   cfg = dataclasses.replace(reader.cfg.model, height=size, width=size)
-  sims, _ = make_simulate(cfg, n)(jax.random.key(0), reader.predictor.decoder_params)
+  sims, _ = make_simulate(cfg, n)(jax.random.key(0), reader.predictor.decoder_params,
+                                  reader.predictor.prior)
   rng = np.random.default_rng(0)
   fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4))
   for k in range(n):
@@ -70,8 +71,8 @@ def main():
   reader = dropamort.load(args.checkpoint)
   result = reader.infer(region, InferConfig(samples=200))
   h, w = region.shape[:2]
-  recon = reconstruct(reader.cfg.model, reader.predictor.decoder_params, result.posterior,
-                      height=h, width=w)
+  recon = reconstruct(reader.cfg.model, reader.predictor.decoder_params,
+                      result.posterior.point(0.5), height=h, width=w)
   rmse = float(np.sqrt(np.mean((recon - region) ** 2)))
   baseline = float(np.sqrt(np.mean((region - region.mean((0, 1))) ** 2)))
   from skimage.feature import blob_log

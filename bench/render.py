@@ -16,7 +16,7 @@ from common import median_ms, report  # noqa: E402
 from dropamort.config import ModelConfig  # noqa: E402
 from dropamort.model.catalog import Catalog  # noqa: E402
 from dropamort.model.decoder import DropletOpticsModel, bind, load_params  # noqa: E402
-from dropamort.model.prior import radius_distribution  # noqa: E402
+from dropamort.model.prior import Prior, radius_distribution  # noqa: E402
 from dropamort.model.render import render_dense, render_local  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def catalog_with(key, cfg: ModelConfig, n: int) -> Catalog:
   on = jnp.zeros(gy * gx, bool).at[jax.random.permutation(ks[0], gy * gx)[:n]].set(True)
   return Catalog(
       on_BYX=on.reshape(1, gy, gx), offset_BYX2=jax.random.uniform(ks[1], (1, gy, gx, 2)),
-      radius_BYX=radius_distribution(cfg).sample(ks[2], (1, gy, gx)),
+      radius_BYX=radius_distribution(cfg, Prior.from_config(cfg)).sample(ks[2], (1, gy, gx)),
       composition_BYXT=jax.random.uniform(ks[3], (1, gy, gx, cfg.types)),
       background_BC=jax.random.uniform(ks[4], (1, cfg.channels)))
 

@@ -21,16 +21,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
 
 from dropamort.config import TrainConfig  # noqa: E402
-from dropamort.training.parallel import batch_mesh, replicate  # noqa: E402
-from dropamort.training.state import init_state, make_optimizer  # noqa: E402
-from dropamort.training.step import make_train_step  # noqa: E402
+from dropamort.encoder.cnn import make_encoder  # noqa: E402
+from dropamort.parallel import batch_mesh, replicate  # noqa: E402
+from dropamort.training.state import init_state, make_optimizer, make_wake_optimizer  # noqa: E402
+from dropamort.training.step import make_sleep_step  # noqa: E402
 
 
 def run(cfg, tx, mesh, steps):
-  state = init_state(jax.random.key(0), cfg, tx)
+  state = init_state(jax.random.key(0), cfg, tx, make_wake_optimizer(cfg.calibrate.wake_lr))
   if mesh is not None:
     state = replicate(state, mesh)
-  step = make_train_step(cfg, tx, mesh)
+  step = make_sleep_step(cfg.model, make_encoder(cfg.encoder, cfg.model), tx,
+                         cfg.trainer.batch_size, mesh)
   key = jax.random.key(1)
   state, m = step(state, key)  # Compiles.
   losses = [float(m["loss"])]

@@ -16,9 +16,11 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import median_ms, report  # noqa: E402
 
 from dropamort.config import TrainConfig  # noqa: E402
+from dropamort.encoder.cnn import make_encoder  # noqa: E402
+from dropamort.model.prior import Prior  # noqa: E402
 from dropamort.model.simulate import simulate  # noqa: E402
-from dropamort.training.state import init_state, make_optimizer  # noqa: E402
-from dropamort.training.step import make_train_step  # noqa: E402
+from dropamort.training.state import init_state, make_optimizer, make_wake_optimizer  # noqa: E402
+from dropamort.training.step import make_sleep_step  # noqa: E402
 
 
 def main():
@@ -28,14 +30,16 @@ def main():
   cfg = TrainConfig()
   tx = make_optimizer(cfg.optim, cfg.trainer.steps)
   key = jax.random.key(0)
-  holder = [init_state(key, cfg, tx)]
-  step = make_train_step(cfg, tx)
+  holder = [init_state(key, cfg, tx, make_wake_optimizer(cfg.calibrate.wake_lr))]
+  step = make_sleep_step(cfg.model, make_encoder(cfg.encoder, cfg.model), tx,
+                         cfg.trainer.batch_size)
 
   def one_step():
     holder[0], m = step(holder[0], key)
     return m["loss"]
 
-  sim = jax.jit(functools.partial(simulate, cfg=cfg.model, n=cfg.trainer.batch_size))
+  sim = jax.jit(functools.partial(simulate, prior=Prior.from_config(cfg.model), cfg=cfg.model,
+                                  n=cfg.trainer.batch_size))
   keys = iter(jax.random.split(key, args.repeats + 10))
   params = jax.tree.map(lambda a: a.copy(), holder[0].decoder_params)  # The step donates.
   step_ms = median_ms(one_step, repeats=args.repeats, warmup=3)

@@ -8,18 +8,10 @@ import sys
 
 import jax
 
-from dropamort.calibration.loop import WakeFailed
-from dropamort.config import ConfigError
-from dropamort.data.images import ImageError
-from dropamort.datasets import DatasetError
-from dropamort.inference.restore import CheckpointError
-from dropamort.model.decoder import DecoderParamsError
-from dropamort.training.checkpoint import IncompatibleCheckpoint
-from dropamort.training.loop import NonFiniteLoss
+from dropamort.errors import UserError
 
 # Failures a user can cause and fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, IncompatibleCheckpoint, NonFiniteLoss, FileNotFoundError,
-               DecoderParamsError, ImageError, CheckpointError, WakeFailed, DatasetError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def quiet_libraries() -> None:

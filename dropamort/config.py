@@ -13,8 +13,10 @@ import math
 
 import numpy as np
 
+from dropamort.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
   """A configuration value is out of its allowed range."""
 
 
@@ -193,12 +195,14 @@ class CalibrateConfig:
   # ``trainer.steps``-long sleep phase).
   wake_steps: int = 300
   wake_batch: int = 16  # Real crops per wake step.
-  wake_crop: int = 96  # Side of a wake crop (px); a border of reach·radius_max is unscored.
+  wake_crop: int = 96  # Side of a wake crop (px, a multiple of model.cell).
   wake_lr: float = 3e-3
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
   min_found: float = 0.25  # Bootstrap from LoG blobs if the encoder finds fewer than
   # this fraction of the blobs.
+  holdout: float = 0.2  # Share of the real images (of one image's width) held out of the
+  # wake stage and the refit, to judge each round.
 
   def __post_init__(self):
     for name in ("rounds", "sleep_steps", "wake_steps", "wake_batch", "wake_samples",
@@ -206,6 +210,7 @@ class CalibrateConfig:
       _check(getattr(self, name) >= 1, f"calibrate.{name}", ">= 1", getattr(self, name))
     _check(self.wake_lr > 0, "calibrate.wake_lr", "> 0", self.wake_lr)
     _check(0 <= self.min_found <= 1, "calibrate.min_found", "in [0, 1]", self.min_found)
+    _check(0 < self.holdout < 1, "calibrate.holdout", "in (0, 1)", self.holdout)
 
 
 @dataclasses.dataclass
@@ -224,6 +229,8 @@ class TrainConfig:
     _check(rf >= need, "encoder.depth",
            f"large enough for a receptive field >= {need:g} px (largest droplet diameter + "
            f"context; now {rf} px)", self.encoder.depth)
+    _check(self.calibrate.wake_crop % self.model.cell == 0, "calibrate.wake_crop",
+           f"a multiple of model.cell ({self.model.cell})", self.calibrate.wake_crop)
 
 
 def register_configs() -> None:

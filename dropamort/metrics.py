@@ -1,15 +1,23 @@
-"""Matching and detection/calibration metrics on flat droplet tables.
+"""The one metrics module: matching, detection scores, errors of matched pairs, coverage.
 
-Tables are dicts of numpy arrays with at least ``x``, ``y``, ``r`` (px) and
-``composition`` (N, T); predictions may also carry ``*_lo``/``*_hi`` interval bounds.
+Used by training validation, ``evaluate.py`` and the benchmarks alike. Tables are dicts
+of numpy arrays in the schema of ``dropamort.schema`` (at least ``x``, ``y``, ``r``).
+
 A predicted droplet matches a true one when their centres are within
-max(1 px, 0.5·r_true); pairs are chosen by the Hungarian algorithm on centre distance.
+max(``min_tol``, ``rel_tol``·r_true) (1 px and 0.5 by default); pairs are chosen one to
+one by the Hungarian algorithm on centre distance.
+
+Empty cases have one defined value, NaN ("undefined"), never a made-up 0 or 1: precision
+with no predictions, recall with no true droplets, F1 and Jaccard with neither, and every
+pair error with no matched pair. JSON reports write NaN as null.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from dropamort.schema import LEVEL, interval_names
 
 
 def match(true: dict, pred: dict, *, min_tol: float = 1.0, rel_tol: float = 0.5):
@@ -21,7 +29,8 @@ def match(true: dict, pred: dict, *, min_tol: float = 1.0, rel_tol: float = 0.5)
   n, m = len(true["x"]), len(pred["x"])
   if n == 0 or m == 0:
     return np.zeros(0, int), np.zeros(0, int)
-  d = np.hypot(true["x"][:, None] - pred["x"][None], true["y"][:, None] - pred["y"][None])
+  d = np.hypot(np.asarray(true["x"])[:, None] - np.asarray(pred["x"])[None],
+               np.asarray(true["y"])[:, None] - np.asarray(pred["y"])[None])
   tol = np.maximum(min_tol, rel_tol * np.asarray(true["r"]))[:, None]
   ok = d <= tol
   # Pairs out of tolerance cost more than any set of allowed pairs, so the assignment
@@ -32,48 +41,69 @@ def match(true: dict, pred: dict, *, min_tol: float = 1.0, rel_tol: float = 0.5)
   return i[keep], j[keep]
 
 
-def _counts(true_tables, pred_tables):
-  pairs = [match(t, p) for t, p in zip(true_tables, pred_tables)]
-  tp = sum(len(i) for i, _ in pairs)
-  n_true = sum(len(t["x"]) for t in true_tables)
-  n_pred = sum(len(p["x"]) for p in pred_tables)
-  return pairs, tp, n_pred - tp, n_true - tp
+def _ratio(num: float, den: float) -> float:
+  return num / den if den else float("nan")
 
 
-def detection_metrics(true_tables, pred_tables) -> dict:
-  """Precision, recall, F1, Jaccard and errors on matched pairs, pooled over images."""
-  pairs, tp, fp, fn = _counts(true_tables, pred_tables)
-  out = {"tp": tp, "fp": fp, "fn": fn,
-         "precision": tp / (tp + fp) if tp + fp else 1.0,
-         "recall": tp / (tp + fn) if tp + fn else 1.0,
-         "jaccard": tp / (tp + fp + fn) if tp + fp + fn else 1.0}
-  out["f1"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-  gather = lambda tabs, key, idx: np.concatenate(
-      [np.asarray(t[key])[k] for t, k in zip(tabs, idx)]) if tp else np.zeros(0)
-  ti, pj = [i for i, _ in pairs], [j for _, j in pairs]
-  if tp:
-    dx = gather(pred_tables, "x", pj) - gather(true_tables, "x", ti)
-    dy = gather(pred_tables, "y", pj) - gather(true_tables, "y", ti)
-    rt, rp = gather(true_tables, "r", ti), gather(pred_tables, "r", pj)
-    ct = gather(true_tables, "composition", ti)
-    cp = gather(pred_tables, "composition", pj)
-    out["position_rmse"] = float(np.sqrt(np.mean(dx**2 + dy**2)))
-    out["radius_rel_error"] = float(np.mean(np.abs(rp - rt) / rt))
-    out["composition_mae"] = float(np.mean(np.abs(cp - ct)))
-    out.update(coverage(true_tables, pred_tables, pairs))
+def scores(tp: int, fp: int, fn: int) -> dict:
+  """Counts with precision, recall, F1 and Jaccard (NaN where undefined)."""
+  return {"tp": int(tp), "fp": int(fp), "fn": int(fn),
+          "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+          "f1": _ratio(2 * tp, 2 * tp + fp + fn), "jaccard": _ratio(tp, tp + fp + fn)}
+
+
+def pair_errors(true_pairs: list[dict], pred_pairs: list[dict]) -> dict:
+  """Errors over matched pairs (row k of ``true_pairs[b]`` matches row k of
+  ``pred_pairs[b]``): position RMSE (px), mean and median relative radius error, and the
+  composition MAE when both sides have a composition. NaN with no pair."""
+  cat = lambda tabs, k: (np.concatenate([np.asarray(t[k], float) for t in tabs])
+                         if tabs else np.zeros(0))
+  nan = float("nan")
+  dx, dy = cat(pred_pairs, "x") - cat(true_pairs, "x"), cat(pred_pairs, "y") - cat(
+      true_pairs, "y")
+  rt, rp = cat(true_pairs, "r"), cat(pred_pairs, "r")
+  rel = np.abs(rp - rt) / rt
+  out = {"position_rmse": float(np.sqrt(np.mean(dx**2 + dy**2))) if dx.size else nan,
+         "radius_rel_error": float(rel.mean()) if rel.size else nan,
+         "radius_rel_err_median": float(np.median(rel)) if rel.size else nan}
+  if true_pairs and all("composition" in t for t in true_pairs) and all(
+      "composition" in p for p in pred_pairs):
+    ct, cp = cat(true_pairs, "composition"), cat(pred_pairs, "composition")
+    out["composition_mae"] = float(np.mean(np.abs(cp - ct))) if ct.size else nan
   return out
 
 
-def coverage(true_tables, pred_tables, pairs) -> dict:
-  """Share of matched true values inside the predicted intervals (``*_lo``..``*_hi``)."""
+def coverage(true_tables, pred_tables, pairs, level: float = LEVEL) -> dict:
+  """Share of matched true values inside the predicted central ``level`` intervals, for
+  each quantity both sides have (``coverage_x``, ``coverage_r``, ...)."""
   out = {}
   for key in ("x", "y", "r", "composition"):
-    if f"{key}_lo" not in pred_tables[0]:
+    lo, hi = interval_names(key, level)
+    if not pred_tables or lo not in pred_tables[0] or key not in true_tables[0]:
       continue
-    inside = [((np.asarray(p[f"{key}_lo"])[j] <= np.asarray(t[key])[i])
-               & (np.asarray(t[key])[i] <= np.asarray(p[f"{key}_hi"])[j])).ravel()
+    inside = [((np.asarray(p[lo])[j] <= np.asarray(t[key])[i])
+               & (np.asarray(t[key])[i] <= np.asarray(p[hi])[j])).ravel()
               for t, p, (i, j) in zip(true_tables, pred_tables, pairs)]
-    inside = np.concatenate(inside)
-    if inside.size:
-      out[f"coverage_{key}"] = float(inside.mean())
+    inside = np.concatenate(inside) if inside else np.zeros(0, bool)
+    out[f"coverage_{key}"] = float(inside.mean()) if inside.size else float("nan")
+  return out
+
+
+def matched_rows(tables: list[dict], index: list[np.ndarray]) -> list[dict]:
+  """The rows ``index[b]`` of each table (the matched side of each image)."""
+  return [{k: np.asarray(v)[i] for k, v in t.items()} for t, i in zip(tables, index)]
+
+
+def detection_metrics(true_tables, pred_tables, *, level: float = LEVEL,
+                      min_tol: float = 1.0, rel_tol: float = 0.5) -> dict:
+  """Scores, pair errors and interval coverage, pooled over images."""
+  pairs = [match(t, p, min_tol=min_tol, rel_tol=rel_tol)
+           for t, p in zip(true_tables, pred_tables)]
+  tp = sum(len(i) for i, _ in pairs)
+  n_true = sum(len(t["x"]) for t in true_tables)
+  n_pred = sum(len(p["x"]) for p in pred_tables)
+  out = scores(tp, n_pred - tp, n_true - tp)
+  out.update(pair_errors(matched_rows(true_tables, [i for i, _ in pairs]),
+                         matched_rows(pred_tables, [j for _, j in pairs])))
+  out.update(coverage(true_tables, pred_tables, pairs, level))
   return out

@@ -1,17 +1,49 @@
-"""Training objectives. NPE / forward KL: E_{(catalog, image) ~ model} -log q(catalog | image).
+"""Training objectives.
 
-Minimizing it over simulated pairs fits q to the model's posterior (Papamakarios & Murray
-2016; Ambrogioni et al. 2019): the loss is the expected negative log density of the true
-catalog, summed over cells (continuous factors only where a droplet is on) and the
-per-image background.
+- Sleep / NPE (forward KL): E_{(catalog, image) ~ model} -log q(catalog | image). Minimizing
+  it over simulated pairs fits q to the model's posterior (Papamakarios & Murray 2016;
+  Ambrogioni et al. 2019): the loss is the expected negative log density of the true
+  catalog, summed over cells (continuous factors only where a droplet is on) and the
+  per-image background.
+- Wake: the expected log-likelihood of real images under catalogs drawn from q, a function
+  of the decoder parameters and the noise level (the encoder is held fixed).
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+
+from dropamort.config import ModelConfig
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.model.catalog import Catalog
+from dropamort.model.decoder import bind
+from dropamort.model.model import decoder_module, render_catalog
 
 
 def npe_loss(posterior: CatalogPosterior, catalog: Catalog):
   """Mean over images of -log q(true catalog | image)."""
   return -posterior.log_prob(catalog).mean()
+
+
+def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPosterior,
+                            images_BHWC, cfg: ModelConfig, *, halo: int = 0,
+                            samples: int = 1):
+  """Monte Carlo estimate of E_q log N(image | render(catalog), sigma), mean per image.
+
+  ``posterior`` covers the image plus ``halo`` cells on every side (``cfg`` is the size of
+  that canvas), so droplets centred just outside the image still shade it; only the
+  image's own pixels are scored.
+  """
+  decode = bind(decoder_module(cfg), decoder_params)
+  catalogs = posterior.sample(key, samples)
+  sigma = jnp.exp(log_sigma)
+  h, w = images_BHWC.shape[1:3]
+  a = halo * cfg.cell
+
+  def one(catalog):
+    mean = render_catalog(cfg, decode, catalog)[:, a:a + h, a:a + w]
+    resid = (images_BHWC - mean) / sigma
+    return jnp.sum(-0.5 * resid**2 - log_sigma - 0.5 * jnp.log(2 * jnp.pi), axis=(1, 2, 3))
+
+  return jnp.mean(jax.vmap(one)(catalogs))

@@ -39,11 +39,26 @@ def test_hungarian_prefers_more_matches_then_shorter_distance():
   assert len(i) == 1
 
 
-def test_empty_sets():
+def test_empty_cases_are_undefined_not_made_up():
   empty = table(np.zeros((0, 2)))
   m = detection_metrics([empty], [empty])
-  assert m["f1"] == 1.0 and m["tp"] == 0
+  assert m["tp"] == 0 and all(np.isnan(m[k]) for k in (
+      "precision", "recall", "f1", "jaccard", "position_rmse", "radius_rel_error"))
   m = detection_metrics([table([[1, 1]])], [empty])
   assert (m["tp"], m["fn"], m["recall"], m["f1"]) == (0, 1, 0.0, 0.0)
+  assert np.isnan(m["precision"])  # Nothing predicted: precision is undefined.
   m = detection_metrics([empty], [table([[1, 1]])])
-  assert (m["fp"], m["precision"]) == (1, 0.0)
+  assert (m["fp"], m["precision"], m["f1"]) == (1, 0.0, 0.0) and np.isnan(m["recall"])
+
+
+def test_the_same_numbers_for_training_evaluation_and_benchmarks():
+  """Evaluation's subsets are built from these scores and errors (one module)."""
+  from dropamort.evaluation.detection import subset_metrics
+
+  true = table([[10, 10], [20, 20], [30, 30]], r=[2, 2, 4])
+  pred = table([[10.5, 10], [29, 31], [50, 50]], r=[2.2, 2.0, 3.0])  # r errors 10%, 50%
+  every = lambda t: np.ones(len(t["x"]), bool)
+  a, b = detection_metrics([true], [pred]), subset_metrics([true], [pred], every, every)
+  for k in b:
+    np.testing.assert_allclose(a[k], b[k], err_msg=k)
+  np.testing.assert_allclose([a["radius_rel_error"], a["radius_rel_err_median"]], [0.3, 0.3])

@@ -14,10 +14,12 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dropamort.errors import UserError
+
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
   """An input image cannot be used; the message names the file and the problem."""
 
 

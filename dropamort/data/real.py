@@ -1,7 +1,10 @@
-"""Real images for calibration: read once (never modified on disk), cut into crops."""
+"""Real images for calibration: read once (never modified on disk), split into the images
+the wake stage fits and held-out ones it is judged on, and cut into crops at positions
+drawn from an explicit key."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from dropamort.config import DataConfig
@@ -40,14 +43,43 @@ def load_real(cfg: DataConfig, channels: int, min_size: tuple[int, int]) -> list
   return images
 
 
-def random_crops(rng: np.random.Generator, images: list[np.ndarray], n: int, size):
-  """n crops of ``size`` (h, w) at uniform positions, images chosen by area."""
-  h, w = size
-  area = np.array([(im.shape[0] - h + 1) * (im.shape[1] - w + 1) for im in images], float)
-  which = rng.choice(len(images), size=n, p=area / area.sum())
-  out = np.empty((n, h, w, images[0].shape[-1]), np.float32)
-  for k, i in enumerate(which):
-    y = rng.integers(0, images[i].shape[0] - h + 1)
-    x = rng.integers(0, images[i].shape[1] - w + 1)
-    out[k] = images[i][y:y + h, x:x + w]
-  return out
+def split_holdout(images: list[np.ndarray], fraction: float, min_width: int):
+  """(fitted, held_out) images. With several images every k-th one is held out
+  (k = round(1 / fraction), at least one image); a single image keeps its right
+  ``fraction`` of columns apart (the fitted part stays at least ``min_width`` wide).
+
+  Raises:
+    ImageError: a single image too narrow to split.
+  """
+  if len(images) >= 2:
+    k = max(2, int(round(1 / fraction)))
+    held = [i for i in range(len(images)) if i % k == k - 1] or [len(images) - 1]
+    return ([im for i, im in enumerate(images) if i not in held],
+            [images[i] for i in held])
+  (image,) = images
+  w = image.shape[1]
+  cut = min(w - max(1, int(round(fraction * w))), w)
+  if cut < min_width or cut >= w:
+    raise ImageError(f"one real image {image.shape[0]}×{w} px is too narrow to hold out "
+                     f"{fraction:.0%} of its width and keep a {min_width}-px crop; give "
+                     f"more images or a larger data.scale")
+  return [image[:, :cut]], [image[:, cut:]]
+
+
+def crop_positions(key, grids: list[tuple[int, int]], n: int, size: int):
+  """n crop positions of ``size`` × ``size`` cells on images whose whole-cell grids are
+  ``grids``: images chosen in proportion to their number of positions, positions
+  uniform. Drawn from ``key`` alone, so a resumed run draws the same crops.
+
+  Returns:
+    (which, row, col): numpy arrays of image indices and top-left cells.
+  """
+  counts = np.array([(gy - size + 1) * (gx - size + 1) for gy, gx in grids], float)
+  if np.any(counts <= 0):
+    raise ValueError(f"every image needs at least {size}×{size} whole cells")
+  k_which, k_pos = jax.random.split(key)
+  which = np.asarray(jax.random.choice(k_which, len(grids), (n,), p=counts / counts.sum()))
+  u = np.asarray(jax.random.uniform(k_pos, (n, 2)))
+  span = np.array([(gy - size + 1, gx - size + 1) for gy, gx in grids])[which]
+  rc = np.minimum((u * span).astype(int), span - 1)
+  return which, rc[:, 0], rc[:, 1]

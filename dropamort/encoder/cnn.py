@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dropamort.config import EncoderConfig, TrainConfig
+from dropamort.config import EncoderConfig, ModelConfig
 from dropamort.encoder.posterior import CatalogPosterior, heads_size, posterior_from_heads
 
 
@@ -53,7 +53,6 @@ class Encoder(nn.Module):
                                 types=self.types, min_scale=cfg.min_scale)
 
 
-def make_encoder(cfg: TrainConfig) -> Encoder:
-  """The encoder module a (training or checkpointed) configuration describes."""
-  m = cfg.model
-  return Encoder(cfg=cfg.encoder, cell=m.cell, types=m.types, channels=m.channels)
+def make_encoder(encoder: EncoderConfig, model: ModelConfig) -> Encoder:
+  """The encoder module for ``model``'s images and catalog (cell, types, channels)."""
+  return Encoder(cfg=encoder, cell=model.cell, types=model.types, channels=model.channels)

@@ -13,10 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-
-def central_z(level: float) -> float:
-  """The standard-normal z of a central interval of probability ``level``."""
-  return float(stats.norm.ppf(0.5 + level / 2))
+from dropamort.encoder.posterior import central_z
 
 
 def reliability(p: np.ndarray, hit: np.ndarray, bins: int = 10) -> dict:

@@ -10,28 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dropamort.metrics import match
-
-
-def _scores(tp: int, fp: int, fn: int) -> dict:
-  return {"tp": tp, "fp": fp, "fn": fn,
-          "precision": tp / (tp + fp) if tp + fp else float("nan"),
-          "recall": tp / (tp + fn) if tp + fn else float("nan"),
-          "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")}
-
-
-def _errors(pairs_t: list[dict], pairs_p: list[dict]) -> dict:
-  if not pairs_t:
-    return {}
-  cat = lambda tabs, k: np.concatenate([np.asarray(t[k]) for t in tabs])
-  dx, dy = cat(pairs_p, "x") - cat(pairs_t, "x"), cat(pairs_p, "y") - cat(pairs_t, "y")
-  rt, rp = cat(pairs_t, "r"), cat(pairs_p, "r")
-  out = {"position_rmse": float(np.sqrt(np.mean(dx**2 + dy**2))) if dx.size else None,
-         "radius_rel_error": float(np.mean(np.abs(rp - rt) / rt)) if rt.size else None}
-  if "composition" in pairs_t[0] and "composition" in pairs_p[0] and rt.size:
-    out["composition_mae"] = float(np.mean(np.abs(cat(pairs_p, "composition")
-                                                  - cat(pairs_t, "composition"))))
-  return out
+from dropamort.metrics import match, matched_rows, pair_errors, scores
 
 
 def subset_metrics(true_tables, pred_tables, keep_true, keep_pred, pairs=None) -> dict:
@@ -39,7 +18,7 @@ def subset_metrics(true_tables, pred_tables, keep_true, keep_pred, pairs=None) -
   (their matches and misses), ``keep_pred`` selects the false detections counted.
   ``pairs``: the matches of each image if already computed (``metrics.match``)."""
   tp = fp = fn = 0
-  pairs_t, pairs_p = [], []
+  rows_t, rows_p = [], []
   if pairs is None:
     pairs = [match(t, p) for t, p in zip(true_tables, pred_tables)]
   for t, p, (i, j) in zip(true_tables, pred_tables, pairs):
@@ -52,9 +31,10 @@ def subset_metrics(true_tables, pred_tables, keep_true, keep_pred, pairs=None) -
     tp += int(sel.sum())
     fn += int((kt & ~matched_t).sum())
     fp += int((kp & ~matched_p).sum())
-    pairs_t.append({k: np.asarray(v)[i[sel]] for k, v in t.items()})
-    pairs_p.append({k: np.asarray(v)[j[sel]] for k, v in p.items()})
-  return {**_scores(tp, fp, fn), **_errors(pairs_t, pairs_p)}
+    rows_t.append(i[sel])
+    rows_p.append(j[sel])
+  return {**scores(tp, fp, fn), **pair_errors(matched_rows(true_tables, rows_t),
+                                              matched_rows(pred_tables, rows_p))}
 
 
 def by_radius(true_tables, pred_tables, edges, pairs=None) -> list[dict]:

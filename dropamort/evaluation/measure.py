@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from dropamort.config import EvaluateConfig
-from dropamort.encoder.posterior import CatalogPosterior, Z90
+from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.evaluation import calibration, detection
 from dropamort.metrics import coverage, match
 from dropamort.model.catalog import Catalog
@@ -58,8 +58,8 @@ class Accumulator:
   sbc_draws: dict = dataclasses.field(default_factory=lambda: {k: [] for k in SBC_STATS})
 
   def tables(self, post: CatalogPosterior, height: int, width: int):
-    t90 = post.to_table(self.cell, self.cfg.threshold, z=Z90)[0]
-    t50 = post.to_table(self.cell, self.cfg.threshold, z=calibration.central_z(0.5))[0]
+    t90 = post.to_table(self.cell, self.cfg.threshold, level=0.9)[0]
+    t50 = post.to_table(self.cell, self.cfg.threshold, level=0.5)[0]
     t90, t50 = inside_image(t90, height, width), inside_image(t50, height, width)
     return self._marked(t90, height, width), t50
 
@@ -126,11 +126,8 @@ class Accumulator:
         "by_radius": detection.by_radius(self.true, self.pred90,
                                          list(cfg.radius_edges) + [np.inf], pairs),
         "coverage": {}}
-    for level, preds in (("50", self.pred50), ("90", self.pred90)):
-      keys = [k for k in ("x", "y", "r", "composition") if k in self.true[0]]
-      stripped = [{k: v for k, v in p.items()
-                   if not (k.endswith(("_lo", "_hi")) and k[:-3] not in keys)} for p in preds]
-      out["coverage"][level] = coverage(self.true, stripped, pairs)
+    for level, preds in ((0.5, self.pred50), (0.9, self.pred90)):
+      out["coverage"][f"{100 * level:.0f}"] = coverage(self.true, preds, pairs, level)
     out["reliability"] = calibration.reliability(np.concatenate(self.p),
                                                  np.concatenate(self.hit),
                                                  cfg.reliability_bins)

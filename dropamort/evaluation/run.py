@@ -18,7 +18,8 @@ from dropamort.datasets import DatasetError
 from dropamort.evaluation.measure import Accumulator, crop_posterior
 from dropamort.evaluation.plots import save_reliability, save_sbc
 from dropamort.inference.predictor import Predictor
-from dropamort.inference.restore import latest_training_run, restore
+from dropamort.model.prior import Prior
+from dropamort import checkpoint as checkpoints
 
 # Fields of the model that define the prior and the likelihood: if the dataset was
 # simulated with other values than the checkpoint was trained on, SBC tests that mismatch.
@@ -42,9 +43,10 @@ def open_dataset(cfg: EvaluateRunConfig, channels: int):
   return builder, builder.info.name
 
 
-def check_compatible(model: ModelConfig, builder, kind: str) -> list[str]:
+def check_compatible(model: ModelConfig, prior: Prior, builder, kind: str) -> list[str]:
   """Raises DatasetError if the checkpoint cannot read the set; returns prior fields
-  that differ between the set's simulation model and the checkpoint's."""
+  that differ between the set's simulation model and the checkpoint's (its structure and
+  its fitted prior)."""
   if kind == "droplet_images":
     c = builder.info.features["image"].shape[-1]
     if c != model.channels:
@@ -57,7 +59,16 @@ def check_compatible(model: ModelConfig, builder, kind: str) -> list[str]:
       raise DatasetError(f"{builder.data_dir}: dataset has {name}={data_model[name]}, the "
                          f"checkpoint was trained with {name}={getattr(model, name)}")
   mine = json_ready(vars(model))
-  return [f for f in PRIOR_FIELDS if data_model.get(f) != mine.get(f)]
+  mine.update(prior.summary())
+  return [f for f in PRIOR_FIELDS if not _same(data_model.get(f), mine.get(f))]
+
+
+def _same(a, b) -> bool:
+  """Equal config values: numbers (or per-channel lists) to 1e-5, anything else exactly."""
+  try:
+    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-5))
+  except (TypeError, ValueError):
+    return a == b
 
 
 def _timed(predictor: Predictor, image):
@@ -69,12 +80,12 @@ def _timed(predictor: Predictor, image):
 def evaluate(cfg: EvaluateRunConfig, out_dir: str, *, progress: bool = True) -> dict:
   """Runs the evaluation and writes report.json, reliability.png (and sbc.png for
   simulated sets) into ``out_dir``; files appear only once complete."""
-  checkpoint = cfg.checkpoint if cfg.checkpoint is not None else latest_training_run()
-  tcfg, params, decoder_params = restore(checkpoint)
-  model, ecfg = tcfg.model, cfg.evaluate
+  checkpoint = cfg.checkpoint if cfg.checkpoint is not None else checkpoints.latest_run()
+  saved = checkpoints.load(checkpoint)
+  model, ecfg = saved.cfg.model, cfg.evaluate
   builder, kind = open_dataset(cfg, model.channels)
-  mismatch = check_compatible(model, builder, kind)
-  predictor = Predictor(tcfg, params, decoder_params)
+  mismatch = check_compatible(model, saved.prior, builder, kind)
+  predictor = Predictor(saved.cfg, saved.params, saved.decoder_params, prior=saved.prior)
   acc = Accumulator(ecfg, model.cell)
   key = jax.random.key(ecfg.seed)
   times = []

@@ -9,12 +9,12 @@ import jax
 import numpy as np
 import pandas as pd
 
+from dropamort import checkpoint
 from dropamort.config import InferConfig
 from dropamort.data.images import resize
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
-from dropamort.inference.restore import latest_training_run, restore
 
 
 @dataclasses.dataclass
@@ -77,8 +77,9 @@ class DropletReader:
                   ratio_xy=ratio)
 
 
-def load(checkpoint: str | None = None, *, tile: int = 512, overlap: int = 8) -> DropletReader:
-  """A ``DropletReader`` from a checkpoint (default: the best of the latest training run)."""
-  path = checkpoint if checkpoint is not None else latest_training_run()
-  cfg, params, decoder_params = restore(path)
-  return DropletReader(Predictor(cfg, params, decoder_params, TilePlan(tile, overlap)))
+def load(path: str | None = None, *, tile: int = 512, overlap: int = 8) -> DropletReader:
+  """A ``DropletReader`` from a checkpoint (default: the latest training run's calibrated
+  or best checkpoint)."""
+  saved = checkpoint.load(path if path is not None else checkpoint.latest_run())
+  return DropletReader(Predictor(saved.cfg, saved.params, saved.decoder_params,
+                                 TilePlan(tile, overlap), prior=saved.prior))

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.schema import interval_names, sd_name
 
 
 def droplet_table(posterior: CatalogPosterior, *, cell: int, threshold: float,
@@ -23,18 +24,20 @@ def droplet_table(posterior: CatalogPosterior, *, cell: int, threshold: float,
   t = {k: v[keep] for k, v in t.items()}
   rx, ry = ratio_xy
   rr = float(np.sqrt(rx * ry))
-  cols = {"x": t["x"] * rx, "y": t["y"] * ry, "r": t["r"] * rr}
+  cols = {}
   types = t["composition"].shape[1] if t["composition"].ndim == 2 else 0
+  suffixes = lambda name: (sd_name(name), *interval_names(name))
+  for name, f in (("x", rx), ("y", ry), ("r", rr)):  # Lengths scale back to the original.
+    cols[name] = t[name] * f
   for k in range(types):
     cols[f"composition_{k + 1}"] = t["composition"][:, k]
   cols["p"] = t["p"]
   for name, f in (("x", rx), ("y", ry), ("r", rr)):
-    cols[f"{name}_sd"], cols[f"{name}_q05"], cols[f"{name}_q95"] = (
-        t[f"{name}_sd"] * f, t[f"{name}_lo"] * f, t[f"{name}_hi"] * f)
+    for col in suffixes(name):
+      cols[col] = t[col] * f
   for k in range(types):
-    cols[f"composition_{k + 1}_sd"] = t["composition_sd"][:, k]
-    cols[f"composition_{k + 1}_q05"] = t["composition_lo"][:, k]
-    cols[f"composition_{k + 1}_q95"] = t["composition_hi"][:, k]
+    for src, dst in zip(suffixes("composition"), suffixes(f"composition_{k + 1}")):
+      cols[dst] = t[src][:, k]
   return pd.DataFrame(cols)
 
 

@@ -18,7 +18,8 @@ from dropamort.config import ConfigError, TrainConfig
 from dropamort.encoder.cnn import make_encoder
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.tiling import owned_ranges, tile_starts
-from dropamort.training.parallel import AXIS, batch_mesh, replicate
+from dropamort.model.prior import Prior
+from dropamort.parallel import AXIS, batch_mesh, replicate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,22 +30,25 @@ class TilePlan:
 
 
 class Predictor:
-  """The trained encoder and decoder, ready to read images. Holds no per-image state.
+  """The trained encoder, decoder and fitted prior, ready to read images. Holds no
+  per-image state.
 
   Args:
+    prior: the fitted prior and noise (refinement's model); None: ``cfg``'s values.
     devices: split each batch over these (default: all local devices).
   """
 
   def __init__(self, cfg: TrainConfig, params, decoder_params, plan: TilePlan = TilePlan(),
-               devices=None):
+               devices=None, prior: Prior | None = None):
     self.cfg, self.decoder_params, self.plan = cfg, decoder_params, plan
+    self.prior = Prior.from_config(cfg.model) if prior is None else prior
     if plan.tile % cfg.model.cell:
       raise ConfigError(f"infer.tile must be a multiple of the model's cell size "
                         f"{cfg.model.cell} (got {plan.tile!r})")
     devices = list(jax.local_devices() if devices is None else devices)
     self.mesh = batch_mesh(len(devices), devices) if len(devices) > 1 else None
     self.params = params if self.mesh is None else replicate(params, self.mesh)
-    encoder = make_encoder(cfg)
+    encoder = make_encoder(cfg.encoder, cfg.model)
     # One compiled function per input shape; tiles all share one shape.
     self._encode = jax.jit(lambda p, x: encoder.apply({"params": p}, x))
 

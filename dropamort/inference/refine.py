@@ -26,8 +26,11 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import compute_log_probs
 
 from dropamort.config import InferConfig, ModelConfig
+from dropamort.encoder.posterior import central_z, transformed_normal_sd
 from dropamort.inference.api import DropletReader, Result
 from dropamort.model.model import droplet_model
+from dropamort.model.prior import Prior
+from dropamort.schema import LEVEL, interval_names, sd_name
 
 SITES = ("offset", "radius", "composition", "background")
 EVAL_PARTICLES = 16
@@ -38,7 +41,7 @@ def refine_model_config(cfg: ModelConfig, height: int, width: int) -> ModelConfi
                              shift=False)
 
 
-def _init_values(post, cfg: ModelConfig, gy: int, gx: int):
+def _init_values(post, cfg: ModelConfig, prior: Prior, gy: int, gx: int):
   """Encoder medians and natural-space sds, as flat (1, cells, ...) site arrays."""
   sig = jax.nn.sigmoid
   crop = lambda a: a[:, :gy, :gx].reshape((1, gy * gx) + a.shape[3:])
@@ -46,8 +49,7 @@ def _init_values(post, cfg: ModelConfig, gy: int, gx: int):
   off = sig(crop(post.offset_loc_BYX2))
   r = jnp.clip(jnp.exp(crop(post.logr_loc_BYX)), lo, hi)
   comp = sig(crop(post.comp_loc_BYXT))
-  bg_lo = jnp.broadcast_to(jnp.asarray(cfg.background_low), (cfg.channels,))
-  bg_hi = jnp.broadcast_to(jnp.asarray(cfg.background_high), (cfg.channels,))
+  bg_lo, bg_hi = prior.background_low, prior.background_high
   span = bg_hi - bg_lo
   bg = jnp.clip(post.bg_loc_BC, bg_lo + 1e-3 * span, bg_hi - 1e-3 * span)
   values = {"offset": off, "radius": r, "composition": comp, "background": bg}
@@ -85,13 +87,14 @@ class Refiner:
 
   def __init__(self, reader: DropletReader, height: int, width: int, lr: float):
     self.cfg = refine_model_config(reader.cfg.model, height, width)
+    self.prior = reader.predictor.prior
     self.decoder_params = reader.predictor.decoder_params
     self.svi = None
     self.lr = lr
 
   def _model(self, image_HWC, on_G):
     conditioned = handlers.condition(droplet_model, data={"on": on_G[None].astype(jnp.float32)})
-    return conditioned(self.cfg, self.decoder_params, image_HWC[None])
+    return conditioned(self.cfg, self.prior, self.decoder_params, image_HWC[None])
 
   def setup(self, values):
     guide = AutoNormal(self._model, init_loc_fn=init_to_value(values=values))
@@ -127,7 +130,7 @@ def refine_result(reader: DropletReader, result: Result, options: InferConfig) -
   gy, gx = refiner.cfg.grid_shape
   post = result.posterior
   on = (post.p_BYX[0, :gy, :gx] > options.threshold).reshape(-1)
-  values, sds = _init_values(post, refiner.cfg, gy, gx)
+  values, sds = _init_values(post, refiner.cfg, refiner.prior, gy, gx)
   key = jax.random.key(options.seed)
   state = refiner.init_state(key, image, on, values, sds)
   eval_key = jax.random.fold_in(key, 1)
@@ -149,11 +152,20 @@ def refine_result(reader: DropletReader, result: Result, options: InferConfig) -
   return dataclasses.replace(result, table=table, summary=summary)
 
 
+def _site_marginals(guide, params, site: str, idx):
+  """(median, q05, q95, sd) of a guide site's marginals at cells ``idx`` (natural space)."""
+  transform = biject_to(guide.prototype_trace[site]["fn"].support)
+  loc = np.asarray(params[f"{site}_auto_loc"])[0, idx]
+  scale = np.asarray(params[f"{site}_auto_scale"])[0, idx]
+  z = central_z(LEVEL)
+  f = lambda v: np.asarray(transform(jnp.asarray(v)))
+  return f(loc), f(loc - z * scale), f(loc + z * scale), transformed_normal_sd(f, loc, scale)
+
+
 def refined_table(refiner: Refiner, params, on, gy: int, gx: int, cell: int, result: Result):
-  """The droplet table with the guide's medians and 5%/95% quantiles."""
+  """The droplet table (schema of ``dropamort.schema``) with the refined guide's
+  medians, 90% intervals and sds, for the droplets of the single-pass table."""
   guide = refiner.svi.guide
-  med = guide.median(params)
-  q05, q95 = (guide.quantiles(params, [q])for q in (0.05, 0.95))
   idx = np.flatnonzero(np.asarray(on))
   rows, cols = idx // gx, idx % gx
   rx, ry = result.ratio_xy
@@ -167,20 +179,19 @@ def refined_table(refiner: Refiner, params, on, gy: int, gx: int, cell: int, res
   idx, rows, cols = idx[inside], rows[inside], cols[inside]
   if len(idx) != len(table):
     raise RuntimeError("refined catalog does not line up with the single-pass table")
-  pick = lambda d, site: np.asarray(d[site])[0, idx]
+  med, q_lo, q_hi, sd = _site_marginals(guide, params, "offset", idx)
   for name, k, origin, f in (("x", 0, cols, rx), ("y", 1, rows, ry)):
-    table[name] = (origin + pick(med, "offset")[:, k]) * cell * f
-    table[f"{name}_q05"] = (origin + np.asarray(q05["offset"])[0, 0, idx, k]) * cell * f
-    table[f"{name}_q95"] = (origin + np.asarray(q95["offset"])[0, 0, idx, k]) * cell * f
-    table[f"{name}_sd"] = (table[f"{name}_q95"] - table[f"{name}_q05"]) / 3.29
-  table["r"] = pick(med, "radius") * rr
-  table["r_q05"] = np.asarray(q05["radius"])[0, 0, idx] * rr
-  table["r_q95"] = np.asarray(q95["radius"])[0, 0, idx] * rr
-  table["r_sd"] = (table["r_q95"] - table["r_q05"]) / 3.29
-  for t in range(pick(med, "composition").shape[1]):
-    table[f"composition_{t + 1}"] = pick(med, "composition")[:, t]
-    table[f"composition_{t + 1}_q05"] = np.asarray(q05["composition"])[0, 0, idx, t]
-    table[f"composition_{t + 1}_q95"] = np.asarray(q95["composition"])[0, 0, idx, t]
-    table[f"composition_{t + 1}_sd"] = (table[f"composition_{t + 1}_q95"]
-                                        - table[f"composition_{t + 1}_q05"]) / 3.29
+    lo, hi = interval_names(name)
+    table[name] = (origin + med[:, k]) * cell * f
+    table[lo], table[hi] = (origin + q_lo[:, k]) * cell * f, (origin + q_hi[:, k]) * cell * f
+    table[sd_name(name)] = sd[:, k] * cell * f
+  med, q_lo, q_hi, sd = _site_marginals(guide, params, "radius", idx)
+  lo, hi = interval_names("r")
+  table["r"], table[lo], table[hi], table[sd_name("r")] = med * rr, q_lo * rr, q_hi * rr, sd * rr
+  med, q_lo, q_hi, sd = _site_marginals(guide, params, "composition", idx)
+  for t in range(med.shape[1]):
+    name = f"composition_{t + 1}"
+    lo, hi = interval_names(name)
+    table[name], table[lo], table[hi], table[sd_name(name)] = (
+        med[:, t], q_lo[:, t], q_hi[:, t], sd[:, t])
   return table

@@ -21,7 +21,7 @@ from dropamort.config import InferConfig
 from dropamort.data.images import ImageError, find_images, read_image
 from dropamort.inference import pictures
 from dropamort.inference.api import DropletReader, Result
-from dropamort.inference.reconstruct import reconstruct
+from dropamort.model.reconstruct import reconstruct
 
 
 def write_outputs(result: Result, reader: DropletReader, out_dir: str, options: InferConfig,
@@ -55,8 +55,8 @@ def _pictures(result, reader, folder, summary, options):
   pictures.save_overlay(os.path.join(folder, "overlay.png"), result.image, t["x"] / rx,
                         t["y"] / ry, t["r"] / np.sqrt(rx * ry), comp.to_numpy(), t["p"],
                         title=f"{len(t)} droplets (p > {options.threshold})")
-  recon = reconstruct(cfg, reader.predictor.decoder_params, result.posterior, height=h,
-                      width=w, threshold=options.threshold)
+  recon = reconstruct(cfg, reader.predictor.decoder_params,
+                      result.posterior.point(options.threshold), height=h, width=w)
   rmse = float(np.sqrt(np.mean((recon - result.image) ** 2)))
   summary["reconstruction_rmse"] = rmse
   pictures.save_image(os.path.join(folder, "reconstruction.png"), recon,

@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-class DecoderParamsError(ValueError):
+from dropamort.errors import UserError
+
+
+class DecoderParamsError(UserError, ValueError):
   """Decoder parameters that do not fit the configured shapes."""
 
 

@@ -13,7 +13,7 @@ from numpyro.contrib.module import random_flax_module
 from dropamort.config import ModelConfig
 from dropamort.model.catalog import Catalog
 from dropamort.model.decoder import DropletOpticsModel, bind
-from dropamort.model.prior import sample_catalog
+from dropamort.model.prior import Prior, sample_catalog
 from dropamort.model.render import render_local
 
 
@@ -39,11 +39,13 @@ def _compiled_renderer(channels: int, hidden: tuple, height: int, width: int, ce
       reach_cells=reach_cells))
 
 
-def droplet_model(cfg: ModelConfig, decoder_params=None, images_BHWC=None, batch: int = 1):
+def droplet_model(cfg: ModelConfig, prior: Prior, decoder_params=None, images_BHWC=None,
+                  batch: int = 1):
   """Images of droplets: prior catalog -> optics decoder -> Normal pixel noise.
 
   Args:
-    cfg: the model configuration; its height and width are the canvas size.
+    cfg: the model's structure; its height and width are the canvas size.
+    prior: the prior's and the noise's numbers (``Prior.from_config(cfg)`` to start).
     decoder_params: frozen decoder parameters, or None to give every decoder weight the
       seed's Normal(0, 1) prior (sites ``decoder/...``).
     images_BHWC: observed images, or None to simulate.
@@ -54,7 +56,7 @@ def droplet_model(cfg: ModelConfig, decoder_params=None, images_BHWC=None, batch
   """
   if images_BHWC is not None:
     batch = images_BHWC.shape[0]
-  catalog = sample_catalog(cfg, batch)
+  catalog = sample_catalog(cfg, prior, batch)
   if decoder_params is None:
     z = jnp.zeros((1,))
     decode = random_flax_module("decoder", decoder_module(cfg), dist.Normal(0.0, 1.0),
@@ -66,6 +68,6 @@ def droplet_model(cfg: ModelConfig, decoder_params=None, images_BHWC=None, batch
                                    cfg.cell, cfg.reach, cfg.reach_cells)(decoder_params,
                                                                          catalog)
   with numpyro.plate("image_batch", batch, dim=-1):
-    numpyro.sample("image", dist.Normal(mean_BHWC, cfg.noise_sigma).to_event(3),
+    numpyro.sample("image", dist.Normal(mean_BHWC, prior.noise_sigma).to_event(3),
                    obs=images_BHWC)
   return catalog

@@ -18,21 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
-from matplotlib.patches import Circle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dropamort.config import ModelConfig  # noqa: E402
+from dropamort.figures import draw_catalog, save_figure  # noqa: E402
 from dropamort.model.catalog import to_table  # noqa: E402
 from dropamort.model.decoder import load_params  # noqa: E402
 from dropamort.model.simulate import make_simulate  # noqa: E402
-
-
-def draw_catalog(ax, table, color="lime", linewidth=0.6):
-  """Circles at (x, y) with radius r; pixel centres sit at integer + 0.5."""
-  circles = [Circle((x - 0.5, y - 0.5), r) for x, y, r in zip(table["x"], table["y"], table["r"])]
-  ax.add_collection(PatchCollection(circles, facecolor="none", edgecolor=color,
-                                    linewidth=linewidth))
 
 
 def save_preview(path: str, cfg: ModelConfig, key, real: np.ndarray | None = None):
@@ -55,10 +47,7 @@ def save_preview(path: str, cfg: ModelConfig, key, real: np.ndarray | None = Non
     ax.set_title(title)
     ax.set_axis_off()
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path, dpi=110)
 
 
 def main():

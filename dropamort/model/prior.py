@@ -1,5 +1,11 @@
 """The catalog prior: per-cell factors as NumPyro sample sites, and hard-core thinning.
 
+The numbers that calibration refits (density, radius distribution, background range) and
+the pixel noise level are data, a ``Prior`` pytree, not configuration: they travel in the
+training state, enter jitted functions as arguments (a refit never recompiles anything)
+and are checkpointed with the weights. ``ModelConfig`` holds their starting values and the
+static structure (image size, cell, radius bounds, channels, types).
+
 Sites (plate ``images`` × ``cells`` unless noted; cells are flattened row-major):
 ``background`` (images × channels), ``on``, ``offset`` (event 2), ``radius``,
 ``composition`` (event T) and, with hard-core thinning, ``priority``. Thinning is
@@ -11,8 +17,10 @@ from __future__ import annotations
 
 import math
 
+import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -37,15 +45,47 @@ class TruncatedLogNormal(dist.TransformedDistribution):
     return dist.constraints.interval(self.low, self.high)
 
 
-def radius_distribution(cfg: ModelConfig) -> dist.Distribution:
+@flax.struct.dataclass
+class Prior:
+  """The generative model's fitted numbers: prior of the catalog and pixel noise level.
+
+  ``density`` is the intensity of droplet centres per px² before hard-core thinning;
+  log r ~ Normal(radius_loc, radius_scale) truncated to the configured radius bounds; the
+  background per channel (decoder units) ~ U(background_low, background_high).
+  """
+
+  density: jnp.ndarray  # ()
+  radius_loc: jnp.ndarray  # ()
+  radius_scale: jnp.ndarray  # ()
+  background_low: jnp.ndarray  # (C,)
+  background_high: jnp.ndarray  # (C,)
+  noise_sigma: jnp.ndarray  # ()
+
+  @classmethod
+  def from_config(cls, cfg: ModelConfig) -> "Prior":
+    """The starting values that ``cfg`` gives."""
+    f = lambda v: jnp.asarray(v, jnp.float32)
+    c = (cfg.channels,)
+    return cls(density=f(cfg.density), radius_loc=f(cfg.radius_loc),
+               radius_scale=f(cfg.radius_scale),
+               background_low=jnp.broadcast_to(f(cfg.background_low), c),
+               background_high=jnp.broadcast_to(f(cfg.background_high), c),
+               noise_sigma=f(cfg.noise_sigma))
+
+  def summary(self) -> dict:
+    """Plain floats (lists per channel), for logs and JSON."""
+    return {k: (np.asarray(v).round(6).tolist()) for k, v in vars(self).items()}
+
+
+def radius_distribution(cfg: ModelConfig, prior: Prior) -> dist.Distribution:
   """log r ~ Normal(radius_loc, radius_scale) truncated to [radius_min, radius_max]."""
-  return TruncatedLogNormal(cfg.radius_loc, cfg.radius_scale, low=cfg.radius_min,
+  return TruncatedLogNormal(prior.radius_loc, prior.radius_scale, low=cfg.radius_min,
                             high=cfg.radius_max)
 
 
-def cell_probability(cfg: ModelConfig) -> float:
+def cell_probability(cfg: ModelConfig, prior: Prior):
   """Prior probability that a cell holds a droplet (before thinning)."""
-  return cfg.density * cfg.cell**2
+  return jnp.clip(prior.density * cfg.cell**2, 0.0, 1.0)
 
 
 def thinning_reach_cells(cfg: ModelConfig) -> int:
@@ -79,18 +119,17 @@ def thin_overlaps(catalog: Catalog, priority_BYX, *, cell: int, k: int, min_gap:
                        priority_BYX)
 
 
-def sample_catalog(cfg: ModelConfig, batch: int) -> Catalog:
+def sample_catalog(cfg: ModelConfig, prior: Prior, batch: int) -> Catalog:
   """Samples a batch of catalogs on the grid of ``cfg`` (NumPyro sample statements)."""
   gy, gx = cfg.grid_shape
   with numpyro.plate("images", batch, dim=-2):
     with numpyro.plate("channels", cfg.channels, dim=-1):
-      low = jnp.broadcast_to(jnp.asarray(cfg.background_low), (cfg.channels,))
-      high = jnp.broadcast_to(jnp.asarray(cfg.background_high), (cfg.channels,))
-      background = numpyro.sample("background", dist.Uniform(low, high))
+      background = numpyro.sample(
+          "background", dist.Uniform(prior.background_low, prior.background_high))
     with numpyro.plate("cells", gy * gx, dim=-1):
-      on = numpyro.sample("on", dist.Bernoulli(probs=cell_probability(cfg)))
+      on = numpyro.sample("on", dist.Bernoulli(probs=cell_probability(cfg, prior)))
       offset = numpyro.sample("offset", dist.Uniform(0.0, 1.0).expand([2]).to_event(1))
-      radius = numpyro.sample("radius", radius_distribution(cfg))
+      radius = numpyro.sample("radius", radius_distribution(cfg, prior))
       composition = numpyro.sample(
           "composition", dist.Uniform(0.0, 1.0).expand([cfg.types]).to_event(1))
       if cfg.hard_core:

@@ -9,8 +9,6 @@ encoder learns depends on where the grid falls relative to the droplets.
 from __future__ import annotations
 
 import dataclasses
-import functools
-
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
@@ -18,6 +16,7 @@ from numpyro import handlers
 from dropamort.config import ConfigError, ModelConfig
 from dropamort.model.catalog import Catalog
 from dropamort.model.model import droplet_model
+from dropamort.model.prior import Prior
 
 
 def canvas_config(cfg: ModelConfig) -> ModelConfig:
@@ -67,10 +66,11 @@ def rebin(catalog: Catalog, shift_B2, *, margin: int, grid: tuple[int, int], cel
   return crop, lost_B
 
 
-def simulate(key, decoder_params, *, cfg: ModelConfig, n: int):
+def simulate(key, decoder_params, prior: Prior, *, cfg: ModelConfig, n: int):
   """Simulates ``n`` images and their true catalogs, with no Python loop over either.
 
-  ``cfg`` and ``n`` are static: bind them (``make_simulate``) before jitting.
+  ``cfg`` and ``n`` are static: bind them (``make_simulate``) before jitting; the decoder
+  parameters and the ``prior`` are data.
 
   Returns:
     images_BHWC and the ``Catalog`` batch (droplets whose centres lie in the image).
@@ -80,7 +80,7 @@ def simulate(key, decoder_params, *, cfg: ModelConfig, n: int):
                       f"({cfg.cell}) to simulate (got {(cfg.height, cfg.width)})")
   model_key, shift_key = jax.random.split(key)
   with handlers.seed(rng_seed=model_key), handlers.trace() as tr:
-    catalog = droplet_model(canvas_config(cfg), decoder_params, None, n)
+    catalog = droplet_model(canvas_config(cfg), prior, decoder_params, None, n)
   canvas_BHWC = tr["image"]["value"]
   if cfg.shift:
     shift_B2 = jax.random.randint(shift_key, (n, 2), 0, cfg.cell)
@@ -99,5 +99,10 @@ def simulate(key, decoder_params, *, cfg: ModelConfig, n: int):
 
 
 def make_simulate(cfg: ModelConfig, n: int):
-  """``simulate`` with its static configuration bound and jitted: f(key, params)."""
-  return jax.jit(functools.partial(simulate, cfg=cfg, n=n))
+  """``simulate`` with its static configuration bound and jitted:
+  ``f(key, decoder_params, prior=None)``; no prior means ``cfg``'s starting values."""
+  def sim(key, decoder_params, prior=None):
+    return simulate(key, decoder_params, Prior.from_config(cfg) if prior is None else prior,
+                    cfg=cfg, n=n)
+
+  return jax.jit(sim)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import matplotlib
@@ -12,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dropamort.model.preview import draw_catalog  # noqa: E402
+from dropamort.figures import draw_catalog, save_figure  # noqa: E402
 
 
 class MetricsLog:
@@ -29,6 +28,9 @@ class MetricsLog:
       f.write(json.dumps(record) + "\n")
 
 
+ROUND_KEYS = [("real_rmse", "held-out real RMSE"), ("flat_rmse", "flat-colour RMSE"),
+              ("count_per_image", "droplets per image"), ("noise_sigma", "noise sigma")]
+
 TABLE_KEYS = [("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
               ("position_rmse", "position RMSE (px)"),
               ("radius_rel_error", "radius rel. error"),
@@ -37,9 +39,9 @@ TABLE_KEYS = [("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
               ("nll", "NLL (per image)")]
 
 
-def metrics_table(metrics: dict) -> str:
+def metrics_table(metrics: dict, keys=TABLE_KEYS) -> str:
   """A short aligned text table of the main validation metrics."""
-  rows = [(label, metrics[k]) for k, label in TABLE_KEYS if k in metrics]
+  rows = [(label, metrics[k]) for k, label in keys if k in metrics]
   width = max(len(label) for label, _ in rows)
   return "\n".join(f"  {label:<{width}}  {value:8.3f}" for label, value in rows)
 
@@ -59,7 +61,4 @@ def save_validation_picture(path: str, image_HWC, true_table: dict, pred_table: 
   axes[1].set_title(f"true (green, {len(true_table['x'])}) vs predicted "
                     f"(red, {len(pred_table['x'])})")
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path)

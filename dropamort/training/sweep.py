@@ -17,10 +17,12 @@ import sys
 import pandas as pd
 import yaml
 
+from dropamort.errors import UserError
+
 LOWER_IS_BETTER = ("nll", "position_rmse", "radius_rel_error", "composition_mae")
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
   """The folder is not a sweep, or holds no job with validation metrics."""
 
 

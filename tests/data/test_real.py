@@ -4,7 +4,7 @@ from PIL import Image
 
 from dropamort.config import DataConfig
 from dropamort.data.images import ImageError
-from dropamort.data.real import load_real, random_crops
+from dropamort.data.real import crop_positions, load_real, split_holdout
 
 
 def save(path, shape, value=100):
@@ -16,9 +16,37 @@ def test_reads_scales_and_cuts_columns(tmp_path):
   (images,) = load_real(DataConfig(real=str(tmp_path), scale=0.5, columns=(0.0, 0.5)), 3,
                         (32, 24))
   assert images.shape == (40, 30, 3)
-  crops = random_crops(np.random.default_rng(0), [images], 5, (32, 24))
-  assert crops.shape == (5, 32, 24, 3)
-  np.testing.assert_allclose(crops, 100 / 255, atol=1e-6)
+  np.testing.assert_allclose(images, 100 / 255, atol=1e-6)
+
+
+def test_holdout_split_is_by_image_or_by_columns():
+  images = [np.full((8, 8, 3), i, np.float32) for i in range(12)]
+  fitted, held = split_holdout(images, 0.2, min_width=4)
+  assert [int(im[0, 0, 0]) for im in held] == [4, 9]  # Every 5th image.
+  assert len(fitted) == 10 and all(int(im[0, 0, 0]) not in (4, 9) for im in fitted)
+  fitted, held = split_holdout(images[:3], 0.2, min_width=4)
+  assert [int(im[0, 0, 0]) for im in held] == [2]  # Fewer than 5: the last one.
+  one = np.arange(10 * 50 * 3, dtype=np.float32).reshape(10, 50, 3)
+  (fitted,), (held,) = split_holdout([one], 0.2, min_width=32)
+  np.testing.assert_array_equal(np.concatenate([fitted, held], 1), one)
+  assert held.shape[1] == 10
+  with pytest.raises(ImageError, match="too narrow"):
+    split_holdout([one], 0.2, min_width=48)
+
+
+def test_crop_positions_are_uniform_and_follow_the_key():
+  import jax
+
+  grids = [(10, 10), (4, 4)]  # 64 and 4 positions for 3×3-cell crops.
+  which, row, col = crop_positions(jax.random.key(0), grids, 20000, 3)
+  np.testing.assert_allclose(np.mean(which == 1), 4 / 68, atol=0.006)
+  first = which == 0
+  assert row[first].max() == 7 and col[first].max() == 7 and row.min() == 0
+  np.testing.assert_allclose(np.bincount(row[first], minlength=8) / first.sum(), 1 / 8,
+                             atol=0.015)
+  again = crop_positions(jax.random.key(0), grids, 20000, 3)
+  for a, b in zip((which, row, col), again):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_bad_real_data_fails_clearly(tmp_path):
@@ -39,4 +67,4 @@ def test_bundled_example_model_loads():
 
   reader = dropamort.load("example")
   assert reader.cfg.model.channels == 3 and reader.cfg.data.scale == 0.25
-  assert reader.cfg.model.noise_sigma < 0.05  # Fitted by the wake phase.
+  assert float(reader.predictor.prior.noise_sigma) < 0.05  # Fitted by the wake stage.

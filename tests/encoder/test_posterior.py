@@ -63,15 +63,23 @@ def test_samples_match_factor_parameters(key):
   assert np.all(np.isfinite(np.asarray(logq)))
 
 
-def test_table_intervals_hold_90_percent_of_samples(key):
+def test_table_intervals_and_sds_match_samples(key):
+  """The 90% intervals hold 90% of posterior samples, the 50% ones 50%, and every *_sd
+  is the samples' standard deviation."""
   post, _ = tiny()
   table = post.to_table(cell=4, threshold=0.5)[0]  # Only cell 1 has p > 0.5.
+  half = post.to_table(cell=4, threshold=0.5, level=0.5)[0]
   assert len(table["x"]) == 1
-  s = post.sample(key, 20000)
-  x = (0 + np.asarray(s.offset_BYX2[:, 0, 0, 0, 0])) * 4
-  r = np.asarray(s.radius_BYX[:, 0, 0, 0])
-  for v, lo, hi in ((x, table["x_lo"][0], table["x_hi"][0]),
-                    (r, table["r_lo"][0], table["r_hi"][0])):
-    assert abs(np.mean((v >= lo) & (v <= hi)) - 0.90) < 0.01
+  s = post.sample(key, 40000)
+  draws = {"x": (0 + np.asarray(s.offset_BYX2[:, 0, 0, 0, 0])) * 4,
+           "y": (0 + np.asarray(s.offset_BYX2[:, 0, 0, 0, 1])) * 4,
+           "r": np.asarray(s.radius_BYX[:, 0, 0, 0]),
+           "composition": np.asarray(s.composition_BYXT[:, 0, 0, 0, 0])}
+  for name, v in draws.items():
+    first = lambda a: np.ravel(a)[0]
+    for tab, lo, hi, level in ((table, "q05", "q95", 0.9), (half, "q25", "q75", 0.5)):
+      inside = (v >= first(tab[f"{name}_{lo}"])) & (v <= first(tab[f"{name}_{hi}"]))
+      assert abs(inside.mean() - level) < 0.01, (name, level)
+    np.testing.assert_allclose(first(table[f"{name}_sd"]), v.std(), rtol=0.02, err_msg=name)
   np.testing.assert_allclose(table["x"][0], 4 * expit(0.2), rtol=1e-6)  # Median.
   np.testing.assert_allclose(table["r"][0], np.exp(1.1), rtol=1e-6)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from dropamort.encoder.posterior import CatalogPosterior
-from dropamort.evaluation.calibration import (central_z, error_summary, reliability,
-                                              sbc_ranks, uniformity)
+from dropamort.evaluation.calibration import error_summary, reliability, sbc_ranks, uniformity
 from dropamort.metrics import coverage
 from dropamort.model.catalog import to_table
 
@@ -33,10 +32,10 @@ def test_coverage_of_an_exact_posterior_is_nominal(key, level):
   post = _toy_posterior(key)
   draws = post.sample(jax.random.key(1), 300)
   truths = to_table(jax.tree.map(lambda a: a[:, 0], draws), cell=4)
-  pred = post.to_table(4, 0.5, z=central_z(level))[0]
+  pred = post.to_table(4, 0.5, level=level)[0]
   n = len(pred["x"])
   pairs = [(np.arange(n), np.arange(n))] * len(truths)
-  cov = coverage(truths, [pred] * len(truths), pairs)
+  cov = coverage(truths, [pred] * len(truths), pairs, level)
   assert set(cov) == {"coverage_x", "coverage_y", "coverage_r", "coverage_composition"}
   draws_per_key = 300 * n
   se = np.sqrt(level * (1 - level) / draws_per_key)
@@ -49,7 +48,7 @@ def test_coverage_detects_intervals_that_are_too_narrow(key):
   narrow = post.replace(logr_scale_BYX=post.logr_scale_BYX * 0.5)
   draws = post.sample(jax.random.key(2), 100)
   truths = to_table(jax.tree.map(lambda a: a[:, 0], draws), cell=4)
-  pred = narrow.to_table(4, 0.5, z=central_z(0.9))[0]
+  pred = narrow.to_table(4, 0.5, level=0.9)[0]
   n = len(pred["x"])
   cov = coverage(truths, [pred] * len(truths), [(np.arange(n), np.arange(n))] * len(truths))
   assert cov["coverage_r"] < 0.65  # 2·Φ(0.82) − 1 ≈ 0.59 for intervals half as wide.

@@ -76,11 +76,12 @@ EIGHT = textwrap.dedent("""
     from dropamort.config import InferConfig
     from dropamort.inference.api import DropletReader
     from dropamort.inference.predictor import Predictor, TilePlan
-    from dropamort.inference.restore import restore
+    from dropamort.checkpoint import load
     from dropamort.inference.run import run
     from tests.inference.test_batch import _images
 
-    cfg, params, decoder = restore(sys.argv[1])
+    saved = load(sys.argv[1])
+    cfg, params, decoder = saved.cfg, saved.params, saved.decoder_params
     plan = TilePlan(64, 2)
     one = Predictor(cfg, params, decoder, plan, devices=jax.local_devices()[:1])
     eight = Predictor(cfg, params, decoder, plan)

@@ -39,7 +39,7 @@ def _refiner_and_args(checkpoint, seed=3):
   refiner = Refiner(reader, 32, 32, 0.01)
   gy, gx = refiner.cfg.grid_shape
   on = (post.p_BYX[0, :gy, :gx] > 0.3).reshape(-1)
-  values, sds = _init_values(post, refiner.cfg, gy, gx)
+  values, sds = _init_values(post, refiner.cfg, refiner.prior, gy, gx)
   state = refiner.init_state(jax.random.key(0), image, on, values, sds)
   return refiner, state, image, on
 

@@ -10,7 +10,7 @@ import pytest
 import dropamort
 from dropamort.config import InferConfig
 from dropamort.inference.catalog_table import droplet_table
-from dropamort.inference.restore import CheckpointError
+from dropamort.checkpoint import CheckpointError
 from dropamort.inference.run import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,8 +25,20 @@ def test_api_infers_without_touching_files(checkpoint, tmp_path, monkeypatch):
   assert list(tmp_path.iterdir()) == []
   assert {"x", "y", "r", "p", "composition_1", "x_sd", "r_q05", "r_q95"} <= set(result.table)
   assert result.summary["analysed_size"] == [30, 42]
-  lo, hi = result.summary["count"]["ci90"]
-  assert lo <= result.summary["count"]["median"] <= hi
+
+
+def test_count_interval_is_the_poisson_binomial_of_the_cells(checkpoint):
+  """The summary's 90% interval of the droplet count against an independent Monte Carlo
+  of the sum of the cells' Bernoulli(p)."""
+  reader = dropamort.load(checkpoint)
+  image = np.random.default_rng(4).random((30, 42, 3)).astype(np.float32)
+  result = reader.infer(image, InferConfig(samples=2000, progress=False))
+  p = np.asarray(result.posterior.p_BYX[0]).ravel()  # 8 × 11 cells, all start inside.
+  counts = (np.random.default_rng(0).random((20000, p.size)) < p).sum(1)
+  want = np.quantile(counts, [0.05, 0.95])
+  sd = np.sqrt(np.sum(p * (1 - p)))
+  np.testing.assert_allclose(result.summary["count"]["ci90"], want, atol=1 + 0.1 * sd)
+  np.testing.assert_allclose(result.summary["count"]["expected"], p.sum(), rtol=1e-5)
 
 
 def test_table_coordinates_scale_back_to_the_original_frame(checkpoint):

@@ -5,7 +5,7 @@ from dropamort.config import EncoderConfig, ModelConfig, TrainConfig
 from dropamort.inference.predictor import Predictor, TilePlan
 from dropamort.inference.tiling import owned_ranges, tile_starts
 from dropamort.model.decoder import load_params
-from dropamort.training.state import make_encoder
+from dropamort.encoder.cnn import make_encoder
 
 
 def test_owned_ranges_partition_the_grid():
@@ -24,7 +24,7 @@ def test_owned_ranges_partition_the_grid():
 def test_tiled_equals_untiled_away_from_seams(key):
   cfg = TrainConfig(model=ModelConfig(radius_max=4.0),
                     encoder=EncoderConfig(stem=4, width=8, depth=2))
-  params = make_encoder(cfg).init(key, np.zeros((1, 32, 32, 3)))["params"]
+  params = make_encoder(cfg.encoder, cfg.model).init(key, np.zeros((1, 32, 32, 3)))["params"]
   dec = load_params("default", 3, 3, (32, 16, 8))
   image = np.asarray(jax.random.uniform(key, (100, 148, 3)))
   whole = Predictor(cfg, params, dec, TilePlan(tile=512)).posterior(image)

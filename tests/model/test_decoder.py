@@ -7,16 +7,33 @@ from dropamort.model import decoder as D
 from dropamort.model.appearance import appearance
 
 
-def test_output_shape_and_range(key):
+def numpy_decoder(params, background, dx, dy, r, comp, hidden=(32, 16, 8)):
+  """The seed's MLP written out in numpy: Dense -> LayerNorm -> ReLU per hidden layer,
+  output Dense, sigmoid(background + delta)."""
+  h = np.concatenate([background, dx[:, None], dy[:, None], r[:, None], comp], -1)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  for i in range(len(hidden)):
+    h = h @ p[f"Dense_{i}"]["kernel"] + p[f"Dense_{i}"]["bias"]
+    mu, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+    h = (h - mu) / np.sqrt(var + 1e-6) * p[f"LayerNorm_{i}"]["scale"] + p[f"LayerNorm_{i}"]["bias"]
+    h = np.maximum(h, 0.0)
+  delta = h @ p[f"Dense_{len(hidden)}"]["kernel"] + p[f"Dense_{len(hidden)}"]["bias"]
+  return 1 / (1 + np.exp(-(background + delta)))
+
+
+def test_forward_equals_a_numpy_reference(key):
   params = D.init_params(key, channels=3, types=4, hidden=(32, 16, 8))
+  # Non-trivial LayerNorm parameters, so the reference checks them too.
+  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(key, a.shape), params)
   module = D.DropletOpticsModel(channels=3)
   n = 50
   ks = jax.random.split(key, 5)
-  out = module.apply({"params": params}, 10 * jax.random.normal(ks[0], (n, 3)),
-                     jax.random.normal(ks[1], (n,)), jax.random.normal(ks[2], (n,)),
-                     jnp.ones((n,)), jax.random.uniform(ks[3], (n, 4)))
-  assert out.shape == (n, 3)
-  assert bool(jnp.all((out >= 0) & (out <= 1)))
+  inputs = (3 * jax.random.normal(ks[0], (n, 3)), jax.random.normal(ks[1], (n,)),
+            jax.random.normal(ks[2], (n,)), jnp.exp(jax.random.normal(ks[3], (n,))),
+            jax.random.uniform(ks[4], (n, 4)))
+  out = module.apply({"params": params}, *inputs)
+  want = numpy_decoder(params, *(np.asarray(x, np.float64) for x in inputs))
+  np.testing.assert_allclose(np.asarray(out), want, rtol=2e-4, atol=1e-6)
 
 
 def test_architecture_is_the_seeds(key):

@@ -1,3 +1,6 @@
+import math
+
+import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 from numpyro import handlers
@@ -6,10 +9,13 @@ from numpyro.infer.util import log_density
 from dropamort.config import ModelConfig
 from dropamort.model.decoder import load_params
 from dropamort.model.model import droplet_model
+from dropamort.model.prior import Prior
 
-def trace(key, cfg, params, images=None, batch=2):
+
+def trace(key, cfg, params, images=None, batch=2, prior=None):
+  prior = Prior.from_config(cfg) if prior is None else prior
   with handlers.seed(rng_seed=key), handlers.trace() as tr:
-    droplet_model(cfg, params, images, batch)
+    droplet_model(cfg, prior, params, images, batch)
   return tr
 
 
@@ -41,20 +47,31 @@ def test_random_decoder_has_normal_priors(key):
                                scipy.stats.norm.logpdf(np.asarray(value)).sum(), rtol=1e-5)
 
 
-def test_likelihood_is_normal_with_configured_sigma(key):
-  """log p(image | latents) equals scipy's Normal logpdf of the residual."""
-  cfg = ModelConfig(height=8, width=8, noise_sigma=0.07)
+def test_joint_density_equals_the_sum_of_its_factors(key):
+  """log p(latents, image) against scipy, factor by factor; the noise level and the
+  prior's numbers are the ``Prior`` data passed in, not the configuration's."""
+  cfg = ModelConfig(height=8, width=8, hard_core=False)
+  prior = Prior.from_config(cfg).replace(noise_sigma=jnp.float32(0.07),
+                                         radius_loc=jnp.float32(1.2),
+                                         density=jnp.float32(0.03))
   params = load_params("default", 3, 3, (32, 16, 8))
-  tr = trace(key, cfg, params, batch=1)
+  tr = trace(key, cfg, params, batch=1, prior=prior)
   latents = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and k != "image"}
   image = tr["image"]["value"] + 0.01
   cond = handlers.condition(droplet_model, latents)
   with handlers.trace() as tr2:
-    cond(cfg, params, image)
-  mean = tr2["image"]["fn"].base_dist.loc
-  ll = float(tr2["image"]["fn"].log_prob(image).sum())
-  want = scipy.stats.norm(np.asarray(mean), 0.07).logpdf(np.asarray(image)).sum()
-  np.testing.assert_allclose(ll, want, rtol=1e-4)
-  # And the whole joint is finite.
-  lp, _ = log_density(droplet_model, (cfg, params, image), {}, latents)
-  assert np.isfinite(float(lp))
+    cond(cfg, prior, params, image)
+  mean = np.asarray(tr2["image"]["fn"].base_dist.loc)
+  want_image = scipy.stats.norm(mean, 0.07).logpdf(np.asarray(image)).sum()
+  np.testing.assert_allclose(float(tr2["image"]["fn"].log_prob(image).sum()), want_image,
+                             rtol=1e-4)
+  on, r = np.asarray(latents["on"]), np.asarray(latents["radius"])
+  p = 0.03 * cfg.cell**2
+  a, b = (0.0 - 1.2) / 0.5, (math.log(8.0) - 1.2) / 0.5
+  want = (want_image
+          + np.sum(-np.log(np.subtract(cfg.background_high, cfg.background_low)))
+          + np.sum(on * np.log(p) + (1 - on) * np.log1p(-p))
+          + np.sum(scipy.stats.truncnorm(a, b, loc=1.2, scale=0.5).logpdf(np.log(r)) - np.log(r)))
+  # Offsets and compositions are U(0, 1): they add nothing.
+  lp, _ = log_density(droplet_model, (cfg, prior, params, image), {}, latents)
+  np.testing.assert_allclose(float(lp), want, rtol=1e-5)

@@ -8,12 +8,12 @@ import scipy.stats
 from numpyro import handlers
 
 from dropamort.config import ModelConfig
-from dropamort.model.prior import sample_catalog
+from dropamort.model.prior import Prior, sample_catalog
 
 
 def draw(cfg, key, batch):
   with handlers.seed(rng_seed=key), handlers.trace() as tr:
-    catalog = sample_catalog(cfg, batch)
+    catalog = sample_catalog(cfg, Prior.from_config(cfg), batch)
   return catalog, tr
 
 

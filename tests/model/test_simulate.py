@@ -4,6 +4,7 @@ import pytest
 
 from dropamort.config import ConfigError, ModelConfig
 from dropamort.model.decoder import load_params
+from dropamort.model.prior import Prior
 from dropamort.model.simulate import make_simulate, simulate
 
 
@@ -51,17 +52,19 @@ def test_margin_lets_droplets_cut_the_frame(key, params):
   assert border.mean() > 0.05
 
 
-def test_jits_once_and_has_no_python_loop(key, params):
+def test_jits_once_and_a_new_prior_does_not_recompile(key, params):
   cfg = ModelConfig(height=16, width=16)
   sim = make_simulate(cfg, 5)
-  sim(key, params)
-  sim(jax.random.fold_in(key, 3), params)
+  prior = Prior.from_config(cfg)
+  sim(key, params, prior)
+  sim(jax.random.fold_in(key, 3), params, prior.replace(density=prior.density * 2))
   assert sim._cache_size() == 1
 
 
 def test_refuses_sizes_off_the_cell_grid(key, params):
+  cfg = ModelConfig(height=30, width=32)
   with pytest.raises(ConfigError, match="multiples of model.cell"):
-    simulate(key, params, cfg=ModelConfig(height=30, width=32), n=1)
+    simulate(key, params, Prior.from_config(cfg), cfg=cfg, n=1)
 
 
 def test_rebin_moves_droplets_into_the_shifted_crop(key):
@@ -72,14 +75,14 @@ def test_rebin_moves_droplets_into_the_shifted_crop(key):
   from numpyro import handlers
 
   from dropamort.model.catalog import to_table
-  from dropamort.model.prior import sample_catalog
+  from dropamort.model.prior import Prior, sample_catalog
   from dropamort.model.simulate import rebin
 
   cfg = ModelConfig(height=32, width=40, density=0.05, radius_loc=0.0, hard_core=False)
   m, (gy, gx) = 2, cfg.grid_shape
   canvas = ModelConfig(height=32 + 16, width=40 + 16, density=0.05, hard_core=False)
   with handlers.seed(rng_seed=key):
-    cat = sample_catalog(canvas, 6)
+    cat = sample_catalog(canvas, Prior.from_config(canvas), 6)
   shift = jax.random.randint(jax.random.fold_in(key, 1), (6, 2), 0, 4)
   crop, lost = rebin(cat, shift, margin=m, grid=(gy, gx), cell=4)
   for b, (full, got) in enumerate(zip(to_table(cat, 4), to_table(crop, 4))):
@@ -102,12 +105,12 @@ def test_grid_recall_ceiling_at_the_default_prior(key):
   """Droplets the cell grid cannot hold after a shifted crop: under 2% at the default."""
   from numpyro import handlers
 
-  from dropamort.model.prior import sample_catalog
+  from dropamort.model.prior import Prior, sample_catalog
   from dropamort.model.simulate import canvas_config, rebin
 
   cfg = ModelConfig()
   with handlers.seed(rng_seed=key):
-    cat = sample_catalog(canvas_config(cfg), 100)
+    cat = sample_catalog(canvas_config(cfg), Prior.from_config(cfg), 100)
   shift = jax.random.randint(key, (100, 2), 0, cfg.cell)
   crop, lost = rebin(cat, shift, margin=cfg.margin, grid=cfg.grid_shape, cell=cfg.cell)
   assert int(lost.sum()) / (int(lost.sum()) + int(crop.on_BYX.sum())) < 0.02

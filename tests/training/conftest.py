@@ -11,3 +11,4 @@ def tiny_cfg():
       encoder=EncoderConfig(stem=4, width=8, depth=2),
       trainer=TrainerConfig(steps=6, batch_size=4, val_every=3, val_images=8,
                             checkpoint_every=3, log_every=1, progress=False))
+

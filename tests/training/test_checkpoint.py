@@ -4,43 +4,77 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from dropamort.inference.restore import restore
-from dropamort.training.checkpoint import Checkpoints, IncompatibleCheckpoint
-from dropamort.training.loop import NonFiniteLoss, train
-from dropamort.training.state import abstract_state, init_state, make_optimizer
-from dropamort.training.step import make_train_step
+from dropamort import checkpoint
+from dropamort.checkpoint import CheckpointError, IncompatibleCheckpoint, RunCheckpoints
+from dropamort.training.loop import train
+from dropamort.training.state import abstract_init, make_optimizer, make_wake_optimizer
+from dropamort.training.trainer import NonFiniteLoss
+from tests.training.helpers import sleep_setup
+
+
+def _fresh(cfg):
+  return abstract_init(cfg, make_optimizer(cfg.optim, 10),
+                       make_wake_optimizer(cfg.calibrate.wake_lr))
 
 
 def test_restore_is_bit_identical(key, tiny_cfg, tmp_path):
-  tx = make_optimizer(tiny_cfg.optim, 10)
-  state = init_state(key, tiny_cfg, tx)
-  state, _ = make_train_step(tiny_cfg, tx)(state, key)  # Non-trivial optimizer state.
-  ckpt = Checkpoints(str(tmp_path / "ck"), "f1")
-  ckpt.save(state, tiny_cfg, metrics={"f1": 0.5})
-  ckpt.wait()
-  back = Checkpoints(str(tmp_path / "ck"), "f1").restore_latest(
-      abstract_state(tiny_cfg, tx), tiny_cfg)
+  state, step = sleep_setup(tiny_cfg, key, 10)
+  state, _ = step(state, key)  # Non-trivial optimizer state.
+  ckpt = RunCheckpoints(str(tmp_path), "f1")
+  ckpt.save(state, tiny_cfg)
+  ckpt.save_best(state, tiny_cfg, {"f1": 0.5})
+  ckpt.close()
+  back, missing = RunCheckpoints(str(tmp_path), "f1").restore_latest(_fresh(tiny_cfg), tiny_cfg)
+  assert missing == ()
   assert jax.tree.structure(back) == jax.tree.structure(state)
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state),
                jax.tree.map(np.asarray, back))
-  assert ckpt.best.best_step() == 1
+  saved = checkpoint.load(str(tmp_path))  # What inference reads: the 'best' step.
+  assert saved.path.endswith("checkpoints/best/1")
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params),
+               saved.params)
+  np.testing.assert_array_equal(saved.prior.noise_sigma, state.prior.noise_sigma)
+
+
+def test_an_older_checkpoint_without_prior_or_rounds_resumes(key, tiny_cfg, tmp_path):
+  """The format before the prior travelled in the state: {step, params, opt_state,
+  decoder_params, nonfinite}. It resumes at round 0 with its configuration's prior."""
+  state, step = sleep_setup(tiny_cfg, key, 10)
+  state, _ = step(state, key)
+  old = {k: getattr(state, k) for k in ("step", "params", "opt_state", "decoder_params",
+                                        "nonfinite")}
+  mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints" / "latest"),
+                               item_names=("state", "config"))
+  mngr.save(1, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(old),
+      config=ocp.args.JsonSave(dataclasses.asdict(tiny_cfg))))
+  mngr.wait_until_finished()
+  mngr.close()
+  back, missing = RunCheckpoints(str(tmp_path), "f1").restore_latest(_fresh(tiny_cfg), tiny_cfg)
+  assert {"prior", "round", "stage", "updates"} <= set(missing)
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params),
+               jax.tree.map(np.asarray, back.params))
+  assert int(back.step) == 1 and int(back.round) == 0
+  np.testing.assert_allclose(back.prior.density, tiny_cfg.model.density)
+  saved = checkpoint.load(str(tmp_path / "checkpoints" / "latest"))  # Inference too.
+  np.testing.assert_allclose(saved.prior.noise_sigma, tiny_cfg.model.noise_sigma)
 
 
 def test_an_uncommitted_save_is_never_restored_and_is_cleaned_up(key, tiny_cfg, tmp_path):
   """What a SIGKILL during a save leaves: the next step's folder, arrays written, no commit."""
-  tx = make_optimizer(tiny_cfg.optim, 10)
-  state = init_state(key, tiny_cfg, tx)
-  ckpt = Checkpoints(str(tmp_path / "ck"), "f1")
+  state, _ = sleep_setup(tiny_cfg, key, 10)
+  ckpt = RunCheckpoints(str(tmp_path), "f1")
   ckpt.save(state, tiny_cfg)
   ckpt.close()
-  latest = tmp_path / "ck" / "latest"
+  latest = tmp_path / "checkpoints" / "latest"
   leftover = latest / "1.orbax-checkpoint-tmp"
   shutil.copytree(latest / "0", leftover)  # Whole-looking, but never renamed into place.
-  reopened = Checkpoints(str(tmp_path / "ck"), "f1")
+  reopened = RunCheckpoints(str(tmp_path), "f1")
   assert reopened.latest.latest_step() == 0
-  assert reopened.restore_latest(abstract_state(tiny_cfg, tx), tiny_cfg).step == 0
+  assert int(reopened.restore_latest(_fresh(tiny_cfg), tiny_cfg)[0].step) == 0
   reopened.close()
   assert not leftover.exists()
 
@@ -68,14 +102,26 @@ def test_incompatible_config_is_refused(tiny_cfg, tmp_path):
   assert train(tiny_cfg, str(tmp_path / "run"))["step"] == 6
 
 
+def test_an_older_calibration_folder_is_refused_with_what_to_do(tiny_cfg, tmp_path):
+  (tmp_path / "calibration" / "1").mkdir(parents=True)
+  with pytest.raises(CheckpointError, match="older dropamort.*start a new run directory"):
+    train(tiny_cfg, str(tmp_path))
+
+
 def test_nonfinite_losses_stop_the_run_and_the_last_good_checkpoint_loads(tiny_cfg, tmp_path):
   cfg = dataclasses.replace(tiny_cfg, trainer=dataclasses.replace(
       tiny_cfg.trainer, checkpoint_every=2, val_every=100, max_nonfinite=3))
   good = train(cfg, str(tmp_path), stop_at=2)
-  poisoned = jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), good["state"].decoder_params)
+  # Poison the saved decoder: every simulation, hence every loss, becomes NaN.
+  ckpt = RunCheckpoints(str(tmp_path), "f1")
+  state, _ = ckpt.restore_latest(_fresh(cfg), cfg)
+  poisoned = state.replace(decoder_params=jax.tree.map(
+      lambda a: jnp.full_like(a, jnp.nan), state.decoder_params), updates=state.updates + 1)
+  ckpt.save(poisoned, cfg)
+  ckpt.close()
   with pytest.raises(NonFiniteLoss, match=r"at step 5 \(3 steps in a row\)"):
-    train(cfg, str(tmp_path), decoder_params=poisoned)
+    train(cfg, str(tmp_path))
   # Skipped updates leave the parameters as they were: whatever was saved since is
   # loadable and holds the last good parameters.
-  _, params, _ = restore(str(tmp_path / "checkpoints" / "latest"))
+  params = checkpoint.load(str(tmp_path / "checkpoints" / "latest")).params
   jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(good["params"]))

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from dropamort.inference.restore import restore
+from dropamort.checkpoint import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -60,8 +60,8 @@ def test_two_processes_train_like_one_and_write_one_set_of_outputs(tmp_path):
   assert one.returncode == 0, one.stderr[-3000:]
   assert outs[0][0].split("f1")[-1] == one.stdout.split("f1")[-1]  # Same validation F1.
 
-  _, p_multi, _ = restore(os.path.join(multi, "checkpoints", "latest"))
-  _, p_single, _ = restore(os.path.join(single, "checkpoints", "latest"))
+  p_multi = load(os.path.join(multi, "checkpoints", "latest")).params
+  p_single = load(os.path.join(single, "checkpoints", "latest")).params
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                p_multi, p_single)
   with open(os.path.join(multi, "metrics.jsonl")) as f:

@@ -14,21 +14,18 @@ SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np
     from dropamort.config import EncoderConfig, ModelConfig, TrainConfig, TrainerConfig
-    from dropamort.training.parallel import batch_mesh, replicate
-    from dropamort.training.state import init_state, make_optimizer
-    from dropamort.training.step import make_train_step
+    from dropamort.parallel import batch_mesh, replicate
+    from tests.training.helpers import sleep_setup
 
     cfg = TrainConfig(model=ModelConfig(height=16, width=16, radius_max=4.0),
                       encoder=EncoderConfig(stem=4, width=8, depth=2),
                       trainer=TrainerConfig(steps=3, batch_size=8, progress=False))
-    tx = make_optimizer(cfg.optim, 3)
     key = jax.random.key(0)
     runs = {}
     for name, mesh in (("one", None), ("eight", batch_mesh(8))):
-      state = init_state(key, cfg, tx)
+      state, step = sleep_setup(cfg, key, 3, mesh)
       if mesh is not None:
         state = replicate(state, mesh)
-      step = make_train_step(cfg, tx, mesh)
       losses = []
       for _ in range(3):
         state, m = step(state, jax.random.key(1))

@@ -6,14 +6,17 @@ import jax
 import numpy as np
 
 from dropamort.datasets import store
-from dropamort.model.decoder import init_params
-from dropamort.training.state import init_state, make_optimizer
+from dropamort.model.decoder import init_params, load_params
 from dropamort.training.validate import validation_set
 
 
+def _set(cfg, decoder, folder):
+  return validation_set(cfg.model, decoder, images=cfg.trainer.val_images,
+                        seed=cfg.trainer.val_seed, data_dir=str(folder))
+
+
 def test_validation_set_is_a_stored_droplet_sim_set(tiny_cfg, tmp_path):
-  state = init_state(jax.random.key(0), tiny_cfg, make_optimizer(tiny_cfg.optim, 6))
-  images, catalog = validation_set(tiny_cfg, state.decoder_params, str(tmp_path))
+  images, catalog = _set(tiny_cfg, load_params("default", 3, 3, (32, 16, 8)), tmp_path)
   assert images.shape == (8, 16, 16, 3)
   [path] = glob.glob(str(tmp_path / "droplet_sim" / "custom_*" / "1.0.0"))
   builder = store.open_directory(path)
@@ -25,9 +28,8 @@ def test_validation_set_is_a_stored_droplet_sim_set(tiny_cfg, tmp_path):
 
 
 def test_another_decoder_gets_its_own_set(tiny_cfg, tmp_path):
-  state = init_state(jax.random.key(0), tiny_cfg, make_optimizer(tiny_cfg.optim, 6))
-  first, _ = validation_set(tiny_cfg, state.decoder_params, str(tmp_path))
+  first, _ = _set(tiny_cfg, load_params("default", 3, 3, (32, 16, 8)), tmp_path)
   other = init_params(jax.random.key(5), 3, 3, tiny_cfg.model.decoder_hidden)
-  second, _ = validation_set(tiny_cfg, other, str(tmp_path))
+  second, _ = _set(tiny_cfg, other, tmp_path)
   assert len(glob.glob(str(tmp_path / "droplet_sim" / "custom_*"))) == 2
   assert not np.array_equal(first, second)

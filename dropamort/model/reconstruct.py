@@ -1,4 +1,4 @@
-"""Rendering the posterior-mean catalog with the trained decoder, in strips for large images."""
+"""Rendering one catalog noise-free with a decoder, in strips so large images fit in memory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dropamort.config import ModelConfig
-from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.model.catalog import Catalog
 from dropamort.model.decoder import DropletOpticsModel, bind
 from dropamort.model.model import decoder_module
 from dropamort.model.render import render_local
@@ -24,16 +24,14 @@ def _renderer(module: DropletOpticsModel, height: int, width: int, cell: int, re
       reach_cells=reach_cells))
 
 
-def reconstruct(cfg: ModelConfig, decoder_params, posterior: CatalogPosterior, *,
-                height: int, width: int, threshold: float = 0.5,
-                strip_cells: int = 128) -> np.ndarray:
-  """Noise-free render of the posterior point estimate, (height, width, C).
+def reconstruct(cfg: ModelConfig, decoder_params, catalog: Catalog, *, height: int,
+                width: int, strip_cells: int = 128) -> np.ndarray:
+  """Noise-free render of one catalog (a batch of one), (height, width, C).
 
   Renders ``strip_cells`` rows of cells at a time, each with a halo of the cells that can
-  reach it, so memory stays bounded on large images.
+  reach it, so memory stays bounded on large images. Radii are clipped to the model's
+  bounds: the renderer only searches as far as ``radius_max`` reaches.
   """
-  catalog = posterior.point(threshold)
-  # The renderer searches only as far as radius_max reaches; keep radii in the prior's range.
   catalog = catalog.replace(radius_BYX=jnp.clip(catalog.radius_BYX, cfg.radius_min,
                                                 cfg.radius_max))
   gy, gx = catalog.grid_shape

@@ -1,1 +1,0 @@
-"""Calibrating the generative model on real images (wake phase, empirical-Bayes prior)."""

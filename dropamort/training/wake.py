@@ -1,0 +1,94 @@
+"""The wake stage's step: fit the optics decoder and the noise level to real crops.
+
+The encoder is fixed during the wake stage, so each real image's posterior is computed
+once, on the whole image, and cropped together with the image: a crop covers ``size``
+cells of the image and its posterior covers ``halo`` = ``reach_cells`` more cells on each
+side, so droplets centred just outside the crop still shade it (only the crop's own
+pixels are scored). Crops sit on the cell lattice so image and posterior line up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dropamort.config import ModelConfig
+from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.objective import expected_log_likelihood
+from dropamort.training.state import TrainState
+
+OFF_LOGIT = -30.0  # Halo cells beyond the image hold no droplet.
+
+
+def pad_posterior(post: CatalogPosterior, halo: int) -> CatalogPosterior:
+  """A one-image posterior (numpy) with ``halo`` empty cells added on every side."""
+  post = jax.tree.map(np.asarray, post)
+  pad = lambda a, v: np.pad(a, [(0, 0), (halo, halo), (halo, halo)] + [(0, 0)] * (a.ndim - 3),
+                            constant_values=v)
+  return post.replace(
+      on_logit_BYX=pad(post.on_logit_BYX, OFF_LOGIT), offset_loc_BYX2=pad(post.offset_loc_BYX2, 0.0),
+      offset_scale_BYX2=pad(post.offset_scale_BYX2, 1.0), logr_loc_BYX=pad(post.logr_loc_BYX, 0.0),
+      logr_scale_BYX=pad(post.logr_scale_BYX, 1.0), comp_loc_BYXT=pad(post.comp_loc_BYXT, 0.0),
+      comp_scale_BYXT=pad(post.comp_scale_BYXT, 1.0))
+
+
+def crop_batch(padded: list[CatalogPosterior], images: list[np.ndarray], positions,
+               *, size: int, halo: int, cell: int):
+  """Posterior crops (size + 2·halo cells) and image crops (size cells) at ``positions``
+  (``data.real.crop_positions``); ``padded`` from ``pad_posterior``."""
+  which, rows, cols = positions
+  side = size + 2 * halo
+  posts, crops = [], []
+  for i, r, c in zip(which, rows, cols):
+    # In padded cells the crop's halo starts at (r, c).
+    posts.append(jax.tree.map(
+        lambda a: a[:, r:r + side, c:c + side] if a.ndim >= 3 else a, padded[i]))
+    crops.append(images[i][r * cell:(r + size) * cell, c * cell:(c + size) * cell])
+  post = jax.tree.map(lambda *a: np.concatenate(a), *posts)
+  return post, np.stack(crops).astype(np.float32)
+
+
+def canvas_model(model: ModelConfig, size: int, halo: int) -> ModelConfig:
+  """The model on a crop of ``size`` cells plus its halo (no margin, no shift)."""
+  side = (size + 2 * halo) * model.cell
+  return dataclasses.replace(model, height=side, width=side, margin=0, shift=False)
+
+
+def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size: int,
+                   samples: int = 1):
+  """``wake_step(state, key, posterior, images) -> (state, metrics)``, one jit.
+
+  Maximizes the expected log-likelihood of the image crops over the decoder parameters
+  and log sigma, with catalogs drawn from the (fixed) posterior crops. The step's key is
+  ``fold_in(key, state.wake_step)``. A non-finite objective or gradient leaves the state
+  unchanged (reported in the metrics), so a bad step cannot corrupt the decoder.
+  """
+  halo = model.reach_cells
+  canvas = canvas_model(model, size, halo)
+
+  def loss_fn(trainable, key, posterior, images):
+    params, log_sigma = trainable
+    return -expected_log_likelihood(params, log_sigma, key, posterior, images, canvas,
+                                    halo=halo, samples=samples)
+
+  def wake_step(state: TrainState, key, posterior, images):
+    trainable = (state.decoder_params, jnp.log(state.prior.noise_sigma))
+    loss, grads = jax.value_and_grad(loss_fn)(
+        trainable, jax.random.fold_in(key, state.wake_step), posterior, images)
+    updates, opt_state = tx.update(grads, state.wake_opt_state, trainable)
+    new = optax.apply_updates(trainable, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+    keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
+    (params, log_sigma), opt_state = keep(new, trainable), keep(opt_state, state.wake_opt_state)
+    pixels = images.shape[1] * images.shape[2] * images.shape[3]
+    state = state.replace(decoder_params=params,
+                          prior=state.prior.replace(noise_sigma=jnp.exp(log_sigma)),
+                          wake_opt_state=opt_state, wake_step=state.wake_step + 1,
+                          updates=state.updates + 1)
+    return state, {"loss": loss / pixels, "finite": finite, "sigma": jnp.exp(log_sigma)}
+
+  return jax.jit(wake_step, donate_argnums=0)

@@ -1,0 +1,94 @@
+"""Calibration is the training loop with wake rounds: it resumes exactly from any stage."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import dropamort
+from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelConfig,
+                              TrainConfig, TrainerConfig)
+from dropamort.model.decoder import load_params
+from dropamort.model.simulate import make_simulate
+from dropamort.training.loop import train
+from dropamort.training.state import REFIT, WAKE
+from dropamort.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+  model = ModelConfig(height=32, width=32, radius_max=4.0)
+  images, _ = make_simulate(dataclasses.replace(model, height=64, width=64), 3)(
+      jax.random.key(3), load_params("default", 3, 3, (32, 16, 8)))
+  folder = tmp_path_factory.mktemp("real")
+  for i, im in enumerate(np.clip(np.asarray(images), 0, 1)):
+    Image.fromarray((im * 255).astype(np.uint8)).save(folder / f"{i}.png")
+  return TrainConfig(
+      model=model, encoder=EncoderConfig(stem=4, width=8, depth=2),
+      trainer=TrainerConfig(steps=2, batch_size=4, val_every=2, val_images=4,
+                            checkpoint_every=2, progress=False),
+      data=DataConfig(real=str(folder)),
+      calibrate=CalibrateConfig(rounds=2, sleep_steps=2, wake_steps=3, wake_batch=2,
+                                wake_crop=32, min_found=0.0))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cfg, tmp_path_factory):
+  run = tmp_path_factory.mktemp("whole")
+  return run, train(cfg, str(run))
+
+
+def _assert_same_state(a, b):
+  for name in ("params", "decoder_params", "prior", "opt_state"):
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(getattr(a, name)),
+                 jax.device_get(getattr(b, name)))
+
+
+def test_rounds_are_logged_and_the_calibrated_model_is_what_inference_reads(uninterrupted,
+                                                                            cfg):
+  run, result = uninterrupted
+  records = [json.loads(line) for line in (run / "calibration.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in records if r["event"] == "round"] == [0, 1, 2]
+  assert [r["round"] for r in records if r["event"] == "wake"] == [1, 2]
+  assert result["step"] == 2 + 2 * 2 and result["checkpoint"].endswith("calibrated")
+  reader = dropamort.load(str(run))  # infer.py finds the calibrated model.
+  best = min((r for r in records if r["event"] == "round"), key=lambda r: r["real_rmse"])
+  np.testing.assert_allclose(float(reader.predictor.prior.noise_sigma), best["noise_sigma"],
+                             rtol=1e-5)
+  assert float(reader.predictor.prior.noise_sigma) != cfg.model.noise_sigma or (
+      best["round"] == 0)
+
+
+def test_killed_after_round_one_resumes_to_the_same_model(cfg, uninterrupted, tmp_path):
+  _, whole = uninterrupted
+  first = train(cfg, str(tmp_path), stop_at=2 + 2)  # Stops after round 1 is recorded.
+  assert first["round"] == 2 and int(first["state"].stage) == WAKE
+  resumed = train(cfg, str(tmp_path))  # A new process would do exactly this.
+  _assert_same_state(resumed["state"], whole["state"])
+
+
+def test_killed_in_the_middle_of_a_wake_stage_resumes_to_the_same_model(cfg, uninterrupted,
+                                                                         tmp_path):
+  _, whole = uninterrupted
+  trainer = Trainer(cfg, str(tmp_path))
+  state, _ = trainer.initial_state()
+  state = trainer.end_round(trainer.sleep(state, 2))
+  state = trainer.wake(state, steps=1)  # 1 of 3 wake steps, then "killed".
+  assert int(state.wake_step) == 1 and int(state.stage) == WAKE
+  trainer.close()
+  resumed = train(cfg, str(tmp_path))
+  _assert_same_state(resumed["state"], whole["state"])
+
+
+def test_refit_changes_the_prior_once_per_round(cfg, tmp_path):
+  trainer = Trainer(cfg, str(tmp_path))
+  state, _ = trainer.initial_state()
+  state = trainer.wake(trainer.end_round(trainer.sleep(state, 2)))
+  assert int(state.stage) == REFIT
+  before = float(state.prior.density)
+  state = trainer.refit_prior(state)
+  trainer.close()
+  assert float(state.prior.density) != before

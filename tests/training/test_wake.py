@@ -1,0 +1,113 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logit
+
+from dropamort.config import CalibrateConfig, ModelConfig, TrainConfig
+from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.model.decoder import bind, load_params
+from dropamort.model.model import decoder_module, render_catalog
+from dropamort.model.simulate import make_simulate
+from dropamort.training.state import init_state, make_optimizer, make_wake_optimizer
+from dropamort.training.wake import crop_batch, make_wake_step, pad_posterior
+
+SIZE = 8  # Crop side in cells.
+
+
+def sharp_posterior(catalog):
+  """A posterior concentrated on the true catalog (isolates the wake stage)."""
+  tiny = lambda a: jnp.full(a.shape, 1e-3)
+  clip = lambda a: jnp.clip(a, 1e-4, 1 - 1e-4)
+  return CatalogPosterior(
+      on_logit_BYX=jnp.where(catalog.on_BYX, 30.0, -30.0),
+      offset_loc_BYX2=logit(clip(catalog.offset_BYX2)), offset_scale_BYX2=tiny(
+          catalog.offset_BYX2),
+      logr_loc_BYX=jnp.log(catalog.radius_BYX), logr_scale_BYX=tiny(catalog.radius_BYX),
+      comp_loc_BYXT=logit(clip(catalog.composition_BYXT)),
+      comp_scale_BYXT=tiny(catalog.composition_BYXT),
+      bg_loc_BC=catalog.background_BC, bg_scale_BC=tiny(catalog.background_BC))
+
+
+def setup(key, n, noise, start=None):
+  """Canvases of the crop plus its halo, their true catalogs, and a state at ``start``."""
+  model = ModelConfig(height=32, width=32, radius_max=4.0, noise_sigma=noise)
+  halo = model.reach_cells
+  side = (SIZE + 2 * halo) * model.cell
+  canvas = dataclasses.replace(model, height=side, width=side, shift=False)
+  params = load_params("default", 3, 3, (32, 16, 8))
+  images, catalog = make_simulate(canvas, n)(key, params)
+  cfg = TrainConfig(model=model, calibrate=CalibrateConfig(wake_crop=SIZE * model.cell))
+  state = init_state(key, cfg, make_optimizer(cfg.optim, 10), make_wake_optimizer(3e-3),
+                     decoder_params=params if start is None else start)
+  a = halo * model.cell
+  crops = images[:, a:a + SIZE * model.cell, a:a + SIZE * model.cell]
+  return model, canvas, params, catalog, state, crops
+
+
+def test_wake_recovers_a_perturbed_decoder(key):
+  params = load_params("default", 3, 3, (32, 16, 8))
+  noise = jax.tree.map(lambda a: 0.4 * jax.random.normal(jax.random.fold_in(key, a.size),
+                                                         a.shape), params)
+  start = jax.tree.map(jnp.add, params, noise)
+  model, canvas, true_params, catalog, state, crops = setup(key, 32, 0.02, start)
+  state = state.replace(prior=state.prior.replace(noise_sigma=jnp.float32(0.05)))
+  render = lambda p: render_catalog(canvas, bind(decoder_module(canvas), p), catalog)
+  truth = render(true_params)
+  rmse = lambda p: float(jnp.sqrt(jnp.mean((render(p) - truth) ** 2)))
+  rmse_start = rmse(start)
+  step = make_wake_step(model, state_tx := make_wake_optimizer(3e-3), size=SIZE)
+  state = state.replace(wake_opt_state=state_tx.init(
+      (state.decoder_params, jnp.log(state.prior.noise_sigma))))
+  post = sharp_posterior(catalog)
+  for _ in range(300):
+    state, m = step(state, key, post, crops)
+  assert bool(m["finite"]) and int(state.wake_step) == 300
+  assert rmse(state.decoder_params) < 0.5 * rmse_start, (rmse_start, rmse(state.decoder_params))
+  # sigma follows the residual RMS of the decoder it is fitted with.
+  a = model.reach_cells * model.cell
+  resid = crops - render(state.decoder_params)[:, a:a + crops.shape[1], a:a + crops.shape[2]]
+  np.testing.assert_allclose(float(state.prior.noise_sigma),
+                             float(jnp.sqrt(jnp.mean(resid**2))), rtol=0.3)
+
+
+def test_the_halo_explains_every_scored_pixel(key):
+  """With the true decoder and catalog, droplets centred outside the crop are in the halo,
+  so the fitted sigma is the true noise level (without the halo it would not be)."""
+  model, _, _, catalog, state, crops = setup(key, 16, 0.02)
+  state = state.replace(prior=state.prior.replace(noise_sigma=jnp.float32(0.05)))
+  step = make_wake_step(model, make_wake_optimizer(1e-2), size=SIZE)
+  post = sharp_posterior(catalog)
+  for _ in range(200):
+    state, m = step(state, key, post, crops)
+  np.testing.assert_allclose(float(state.prior.noise_sigma), 0.02, rtol=0.1)
+
+
+def test_nonfinite_wake_step_keeps_the_decoder(key):
+  model, _, params, catalog, state, crops = setup(key, 2, 0.05)
+  before = jax.tree.map(np.asarray, state.decoder_params)
+  state, m = make_wake_step(model, make_wake_optimizer(1e-3), size=SIZE)(
+      state, key, sharp_posterior(catalog), crops.at[0, 0, 0, 0].set(jnp.nan))
+  assert not bool(m["finite"])
+  jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray,
+                                                                   state.decoder_params))
+
+
+def test_crops_line_up_image_and_posterior(key):
+  """A crop at cell (r, c) of a padded whole-image posterior holds the cells of the image
+  crop plus the halo around it (empty beyond the image)."""
+  gy, gx, halo, cell = 6, 7, 2, 4
+  on = jnp.arange(gy * gx).reshape(1, gy, gx)  # Cell ids stand in for logits.
+  post = sharp_posterior(make_simulate(ModelConfig(height=gy * cell, width=gx * cell), 1)(
+      key, load_params("default", 3, 3, (32, 16, 8)))[1]).replace(on_logit_BYX=on * 1.0)
+  image = np.arange(gy * cell * gx * cell * 3, dtype=np.float32).reshape(gy * cell, gx * cell, 3)
+  padded = pad_posterior(post, halo)
+  p, crops = crop_batch([padded], [image], (np.array([0]), np.array([1]), np.array([3])),
+                        size=3, halo=halo, cell=cell)
+  np.testing.assert_array_equal(crops[0], image[4:16, 12:24])
+  got = p.on_logit_BYX[0]
+  assert got.shape == (7, 7)
+  # Crop cells (1..3, 3..5) plus a halo of 2: image cells rows -1..5, cols 1..7.
+  np.testing.assert_array_equal(got[1:, :6], np.asarray(on[0, 0:6, 1:7]))
+  assert np.all(got[0] == -30.0) and np.all(got[:, 6] == -30.0)
