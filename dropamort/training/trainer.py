@@ -119,6 +119,9 @@ class Trainer:
       state = init_state(self.keys["init"], self.cfg, self.tx, self.wake_tx)
     elif "updates" in missing:  # An older checkpoint: it counted encoder steps only.
       state = state.replace(updates=state.step)
+    if resumed and int(state.stage) == DONE and int(state.round) <= rounds(self.cfg):
+      # A finished run asked for (more) calibration rounds: go on with the next one.
+      state = state.replace(stage=jnp.int32(WAKE), wake_step=jnp.int32(0))
     if self.mesh is not None:
       state = self._place(state)
       self.say(f"data parallel over {self.mesh.size} devices "

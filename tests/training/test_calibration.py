@@ -92,3 +92,15 @@ def test_refit_changes_the_prior_once_per_round(cfg, tmp_path):
   state = trainer.refit_prior(state)
   trainer.close()
   assert float(state.prior.density) != before
+
+
+def test_a_finished_simulation_run_goes_on_into_calibration(cfg, tmp_path):
+  """What the README does for the example: train on simulations, then run again in the
+  same directory with real images; the rounds start from the trained encoder."""
+  plain = dataclasses.replace(cfg, data=DataConfig(real=None))
+  first = train(plain, str(tmp_path))
+  assert first["step"] == 2 and first["checkpoint"].endswith("best")
+  result = train(cfg, str(tmp_path))
+  assert result["step"] == 2 + 2 * 2 and result["checkpoint"].endswith("calibrated")
+  records = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in records if r["event"] == "wake"] == [1, 2]
