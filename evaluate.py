@@ -9,11 +9,14 @@ directory; datasets are built under data_dir (default ./datasets) the first time
 docs/evaluation.md says what each number means.
 """
 
+import os
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dropamort.cli import quiet_libraries, run_or_fail, use_compilation_cache
+from dropamort.cli import check_overrides, quiet_libraries, run_or_fail, use_compilation_cache
 from dropamort.config import EvaluateRunConfig, register_evaluate_configs, to_dataclass
 from dropamort.evaluation.run import evaluate, summary_lines
 
@@ -32,4 +35,6 @@ def main(raw: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+  check_overrides(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf"), "evaluate",
+                  sys.argv)
   main()

@@ -8,6 +8,7 @@ Per image, in the Hydra run directory: catalog.csv, catalog.parquet, summary.jso
 overlay.png, reconstruction.png, residual.png; a folder also gets catalog_all.csv.
 """
 
+import os
 import sys
 
 import hydra
@@ -15,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from dropamort.cli import fail, quiet_libraries, run_or_fail, use_compilation_cache
+from dropamort.cli import check_overrides, fail, quiet_libraries, run_or_fail, use_compilation_cache
 from dropamort.config import InferRunConfig, register_infer_configs, to_dataclass
 from dropamort.inference.api import load
 from dropamort.inference.run import run
@@ -39,4 +40,6 @@ def main(raw: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+  check_overrides(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf"), "infer",
+                  sys.argv)
   main()

@@ -10,6 +10,7 @@ Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directo
 ``runs/train`` unless ``hydra.run.dir=...``; starting again in the same directory resumes.
 """
 
+import os
 import sys
 
 import hydra
@@ -17,7 +18,7 @@ import jax
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dropamort.cli import quiet_libraries, run_or_fail, use_compilation_cache
+from dropamort.cli import check_overrides, quiet_libraries, run_or_fail, use_compilation_cache
 from dropamort.config import register_configs, to_dataclass
 from dropamort.training.loop import final_report, train
 from dropamort.training.trainer import Preempted
@@ -43,4 +44,6 @@ def main(raw: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+  check_overrides(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf"), "train",
+                  sys.argv)
   main()

@@ -36,11 +36,12 @@ def main():
   images, _ = store.read_sim(store.open_sim("380x507_seed", args.data_dir), args.images)
   per_image = []
   for i, img in enumerate(images):
-    base = reader.infer(img, InferConfig(samples=10))
+    base = reader.infer(img, InferConfig(scale=1.0, samples=10))
     rec = {"image": i}
     for k in STEPS:
       t0 = time.perf_counter()
-      info = refine_result(reader, base, InferConfig(refine_steps=k)).summary["refinement"]
+      info = refine_result(reader, base,
+                           InferConfig(scale=1.0, refine_steps=k)).summary["refinement"]
       rec["elbo_0"] = round(info["elbo_before"], 1)
       rec[f"elbo_{k}"] = round(info["elbo_after"], 1)
       rec[f"seconds_{k}"] = round(time.perf_counter() - t0, 1)

@@ -29,7 +29,6 @@ import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import read_image, resize  # noqa: E402
 from dropamort.inference import pictures  # noqa: E402
-from dropamort.model.reconstruct import reconstruct  # noqa: E402
 from dropamort.model.simulate import make_simulate  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "example.jpg")
@@ -69,10 +68,9 @@ def main():
   w = image.shape[1]
   region = image[:, int(round(args.columns[0] * w)):int(round(args.columns[1] * w))]
   reader = dropamort.load(args.checkpoint)
-  result = reader.infer(region, InferConfig(samples=200))
+  result = reader.infer(region, InferConfig(scale=1.0, samples=200))
   h, w = region.shape[:2]
-  recon = reconstruct(reader.cfg.model, reader.predictor.decoder_params,
-                      result.posterior.point(0.5), height=h, width=w)
+  recon = reader.reconstruction(result, 0.5)
   rmse = float(np.sqrt(np.mean((recon - region) ** 2)))
   baseline = float(np.sqrt(np.mean((region - region.mean((0, 1))) ** 2)))
   from skimage.feature import blob_log

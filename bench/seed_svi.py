@@ -31,7 +31,8 @@ def seed_model(image_HWC, n_droplets: int, types: int = 3):
   decode = random_flax_module("decoder", DropletOpticsModel(channels=c), dist.Normal(0, 1),
                               jnp.zeros((1, c)), z, z, z, jnp.zeros((1, types)))
   # The seed had no reach cut-off: every pixel takes its nearest droplet's value.
-  mean = render_dense(decode, x, y, r, comp, jnp.ones(n_droplets, bool), bg, height=h,
+  mean = render_dense(decode, x, y, r, comp, jnp.ones(n_droplets, bool),
+                      jnp.broadcast_to(bg, (h, w, c)), height=h,
                       width=w, reach=1e6)
   numpyro.sample("obs", dist.Normal(mean, 0.05).to_event(3), obs=image_HWC)
 

@@ -28,9 +28,11 @@ import math
 import os
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from dropamort.config import TrainConfig, from_dict, to_dict
+from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
 from dropamort.model.prior import Prior
 
@@ -148,10 +150,29 @@ def load(path: str) -> Saved:
   except Exception as err:  # Orbax/tensorstore raise many kinds for damaged files.
     msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
     raise CheckpointError(f"{directory}/{step}: unreadable checkpoint ({msg})") from None
+  _check_encoder_shapes(cfg, state["params"], f"{directory}/{step}")
   # Older checkpoints have no fitted prior in the state: theirs is their configuration's.
-  prior = Prior(**state["prior"]) if "prior" in state else Prior.from_config(cfg.model)
+  prior = Prior.from_config(cfg.model).replace(**state["prior"]) if "prior" in state else (
+      Prior.from_config(cfg.model))
   return Saved(cfg=cfg, params=state["params"], decoder_params=state["decoder_params"],
                prior=prior, path=os.path.join(directory, str(step)))
+
+
+def _check_encoder_shapes(cfg: TrainConfig, params, where: str) -> None:
+  """Refuses encoder weights that this version's encoder cannot use (an older layout).
+
+  Raises:
+    CheckpointError: naming the checkpoint and what to do.
+  """
+  m = cfg.model
+  want = jax.eval_shape(lambda: make_encoder(cfg.encoder, m).init(
+      jax.random.key(0), jnp.zeros((1, 8 * m.cell, 8 * m.cell, m.channels)))["params"])
+  shapes = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
+  if shapes(want) != shapes(params):
+    raise CheckpointError(
+        f"{where}: made by an older dropamort whose encoder this version cannot read (it "
+        f"now predicts a background field per cell); retrain it with `python train.py` "
+        f"(the same command and run directory calibrate it again) or use checkpoint=example")
 
 
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -272,3 +293,27 @@ class RunCheckpoints:
     self.wait()
     for mngr in (self.latest, self.best, self.calibrated):
       mngr.close()
+
+
+def export(src: str, dst: str) -> str:
+  """Writes the model of checkpoint ``src`` to a new checkpoint directory ``dst`` with
+  only what inference reads (encoder weights, decoder parameters, fitted prior and the
+  config): no optimizer states, so it is small enough to ship.
+
+  Returns:
+    The step directory written.
+  """
+  saved = load(src)
+  step = int(os.path.basename(saved.path))
+  dst = os.path.abspath(dst)
+  if os.path.exists(dst):
+    raise CheckpointError(f"{dst}: exists; export writes a new directory")
+  mngr = ocp.CheckpointManager(dst, item_names=(STATE, CONFIG), item_handlers=_handlers(),
+                               options=ocp.CheckpointManagerOptions(create=True))
+  state = {"params": saved.params, "decoder_params": saved.decoder_params,
+           "prior": dict(vars(saved.prior))}
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                          config=ocp.args.JsonSave(to_dict(saved.cfg))))
+  mngr.wait_until_finished()
+  mngr.close()
+  return os.path.join(dst, str(step))

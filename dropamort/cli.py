@@ -42,6 +42,36 @@ def use_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def check_overrides(conf_dir: str, config_name: str, argv: list[str]) -> None:
+  """Composes the configuration from the command line's overrides before Hydra does, so
+  that a mistyped value or key (``optim.lr=abc``, ``trainer.stepz=5``) stops with one line
+  naming the field instead of Hydra's report. Sweeps (``-m``) are composed per job by
+  Hydra itself and are left to it.
+  """
+  from hydra import compose, initialize_config_dir
+
+  if any(a in ("-m", "--multirun") or a.startswith("--") for a in argv[1:]):
+    return
+  overrides = [a for a in argv[1:] if not a.startswith("-")]
+  try:
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+      compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+  except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf raise many kinds; one line.
+    fail(_one_line(err))
+
+
+def _one_line(err: BaseException) -> str:
+  """The most specific message of an exception chain, on one line."""
+  while err.__cause__ is not None and not hasattr(err, "full_key"):
+    err = err.__cause__
+  key = getattr(err, "full_key", None)
+  msg = getattr(err, "msg", None) or str(err)
+  msg = " ".join(line.strip() for line in str(msg).splitlines() if line.strip()
+                 and not line.strip().startswith(("full_key:", "reference_type", "object_type")))
+  msg = msg.split(" Config search path")[0]  # Hydra appends where it looked.
+  return f"{key}: {msg}" if key else msg
+
+
 def fail(message: str, code: int = 2):
   print(f"dropamort: error: {message}", file=sys.stderr)
   sys.exit(code)

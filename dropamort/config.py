@@ -47,13 +47,23 @@ class ModelConfig:
   # for all channels or one per channel. The default is grey-beige, like the example.
   background_low: tuple[float, ...] = (0.2, 0.2, 0.0)
   background_high: tuple[float, ...] = (0.7, 0.7, 0.5)
+  # A smooth background field: deviations ~ N(0, background_sd) on knots every
+  # background_knot px, interpolated (0: one constant background per image).
+  background_knot: int = 32
+  background_sd: float = 0.1
+  # Layers of droplets larger than radius_max (each 4x the radius and cell of the one
+  # below): drawn in simulations but not catalogued at this scale, so the encoder learns
+  # not to read a large droplet as small ones; pyramid inference reads them at coarser
+  # levels. larger_fraction: area share of each layer before thinning.
+  larger_layers: int = 2
+  larger_fraction: float = 0.15
   noise_sigma: float = 0.05
   reach: float = 2.0  # A droplet affects pixels within reach * r of its centre.
   hard_core: bool = True  # Thin overlapping droplets (Matérn type II).
   min_gap: float = 0.0  # Extra clearance (px) required between droplet edges.
   margin: int = 2  # Cells simulated around each training image, then cropped.
   shift: bool = True  # Crop at a random sub-cell offset (needs margin >= 1).
-  decoder_hidden: tuple[int, ...] = (32, 16, 8)
+  decoder_hidden: tuple[int, ...] = (64, 32, 16)
   decoder_params: str = "default"  # "default" or a path to a .npz parameter file.
 
   def __post_init__(self):
@@ -83,6 +93,12 @@ class ModelConfig:
            "model.background_high", f"> model.background_low ({self.background_low})",
            self.background_high)
     _check(self.noise_sigma > 0, "model.noise_sigma", "> 0", self.noise_sigma)
+    _check(self.background_knot >= 0, "model.background_knot", ">= 0 (0: constant)",
+           self.background_knot)
+    _check(self.background_sd > 0, "model.background_sd", "> 0", self.background_sd)
+    _check(self.larger_layers >= 0, "model.larger_layers", ">= 0", self.larger_layers)
+    _check(0 <= self.larger_fraction <= 1, "model.larger_fraction", "in [0, 1]",
+           self.larger_fraction)
     _check(self.reach > 0, "model.reach", "> 0", self.reach)
     _check(self.min_gap >= 0, "model.min_gap", ">= 0", self.min_gap)
     _check(self.margin >= (1 if self.shift else 0), "model.margin",
@@ -100,6 +116,10 @@ class ModelConfig:
   def reach_cells(self) -> int:
     """Cells, on each side, whose droplets can reach a pixel of a given cell."""
     return int(math.ceil(self.reach * self.radius_max / self.cell))
+
+  def larger(self, j: int) -> tuple[int, float, float]:
+    """(cell, smallest radius, largest radius) of larger layer j >= 1."""
+    return self.cell * 4**j, self.radius_max * 4 ** (j - 1), self.radius_max * 4**j
 
 
 @dataclasses.dataclass
@@ -193,9 +213,14 @@ class CalibrateConfig:
   rounds: int = 3
   sleep_steps: int = 1000  # Encoder steps on simulations per round (after the first
   # ``trainer.steps``-long sleep phase).
-  wake_steps: int = 300
+  wake_steps: int = 1000  # At most; the stage stops earlier once the held-out loss
+  # has not improved for wake_patience evaluations (every wake_eval_every steps).
+  wake_eval_every: int = 25
+  wake_patience: int = 4
+  wake_eval_crops: int = 64  # Fixed crops of the held-out images that judge the wake.
   wake_batch: int = 16  # Real crops per wake step.
-  wake_crop: int = 96  # Side of a wake crop (px, a multiple of model.cell).
+  wake_crop: int = 64  # Side of a wake crop (px, a multiple of model.cell); pyramid
+  # levels smaller than a crop are not fitted.
   wake_lr: float = 3e-3
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
@@ -203,14 +228,19 @@ class CalibrateConfig:
   # this fraction of the blobs.
   holdout: float = 0.2  # Share of the real images (of one image's width) held out of the
   # wake stage and the refit, to judge each round.
+  larger_floor: float = 0.05  # The refit's least area share of each layer of larger
+  # droplets: the encoder must keep learning to leave larger droplets to the coarser
+  # pyramid levels, even when the calibration images show none at their scale.
 
   def __post_init__(self):
     for name in ("rounds", "sleep_steps", "wake_steps", "wake_batch", "wake_samples",
-                 "wake_crop"):
+                 "wake_crop", "wake_eval_every", "wake_patience", "wake_eval_crops"):
       _check(getattr(self, name) >= 1, f"calibrate.{name}", ">= 1", getattr(self, name))
     _check(self.wake_lr > 0, "calibrate.wake_lr", "> 0", self.wake_lr)
     _check(0 <= self.min_found <= 1, "calibrate.min_found", "in [0, 1]", self.min_found)
     _check(0 < self.holdout < 1, "calibrate.holdout", "in (0, 1)", self.holdout)
+    _check(0 <= self.larger_floor <= 0.9, "calibrate.larger_floor", "in [0, 0.9]",
+           self.larger_floor)
 
 
 @dataclasses.dataclass
@@ -286,7 +316,12 @@ def json_ready(x):
 class InferConfig:
   """How ``infer.py`` reads images."""
 
-  scale: float = 1.0  # Resize factor before inference (the example analysis used 0.25).
+  # Resize factor of the base image (the pyramid's finest level). None: the scale the
+  # model was calibrated at (data.scale of its calibration), else 1.
+  scale: float | None = None
+  levels: int | None = None  # Pyramid levels (each half the size); None: as many as fit.
+  pixel_size: float | None = None  # µm per pixel of the input image: adds µm columns and
+  # figures (x_um, y_um, r_um; density per mm², diameters in µm).
   threshold: float = 0.5  # p above which a droplet is listed in the catalog.
   tile: int = 512  # Images larger than this (px, after scaling) are tiled.
   overlap: int = 8  # Context cells around each tile's own region.
@@ -299,7 +334,12 @@ class InferConfig:
   progress: bool = True
 
   def __post_init__(self):
-    _check(self.scale > 0 and math.isfinite(self.scale), "infer.scale", "> 0", self.scale)
+    _check(self.scale is None or (self.scale > 0 and math.isfinite(self.scale)),
+           "infer.scale", "> 0 or null", self.scale)
+    _check(self.levels is None or self.levels >= 1, "infer.levels", ">= 1 or null",
+           self.levels)
+    _check(self.pixel_size is None or (self.pixel_size > 0 and math.isfinite(self.pixel_size)),
+           "infer.pixel_size", "> 0 (µm per pixel) or null", self.pixel_size)
     _check(0 < self.threshold < 1, "infer.threshold", "in (0, 1)", self.threshold)
     _check(self.tile >= 16, "infer.tile", ">= 16", self.tile)
     _check(self.overlap >= 0, "infer.overlap", ">= 0", self.overlap)
@@ -332,6 +372,11 @@ class EvaluateConfig:
   sbc_draws: int = 99  # Posterior draws per image for SBC ranks (ranks in 0..draws).
   radius_edges: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 5.0)  # Bins; the last is open.
   r_min: float = 1.5  # The "droplets with r >= r_min" subset the goals are stated for.
+  levels: int | None = None  # Pyramid levels, as infer.levels (None: as many as fit).
+  # Labelled real images whose small droplets are not all labelled: ignore labels with r
+  # below this (original px) and predictions below 0.7 of it. None: score everything.
+  label_r_min: float | None = None
+  match_min_tol: float = 1.0  # A match is within max(this (original px), 0.5 r_true).
   border_cells: int = 1  # Width of the border band left out of the interior metrics.
   reliability_bins: int = 10
   seed: int = 0
@@ -344,6 +389,11 @@ class EvaluateConfig:
         a < b for a, b in zip(self.radius_edges, self.radius_edges[1:])),
            "evaluate.radius_edges", "an increasing list", self.radius_edges)
     _check(self.border_cells >= 0, "evaluate.border_cells", ">= 0", self.border_cells)
+    _check(self.levels is None or self.levels >= 1, "evaluate.levels", ">= 1 or null",
+           self.levels)
+    _check(self.label_r_min is None or self.label_r_min > 0, "evaluate.label_r_min",
+           "> 0 or null", self.label_r_min)
+    _check(self.match_min_tol > 0, "evaluate.match_min_tol", "> 0", self.match_min_tol)
     _check(self.reliability_bins >= 2, "evaluate.reliability_bins", ">= 2",
            self.reliability_bins)
 

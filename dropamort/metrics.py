@@ -69,7 +69,8 @@ def pair_errors(true_pairs: list[dict], pred_pairs: list[dict]) -> dict:
   if true_pairs and all("composition" in t for t in true_pairs) and all(
       "composition" in p for p in pred_pairs):
     ct, cp = cat(true_pairs, "composition"), cat(pred_pairs, "composition")
-    out["composition_mae"] = float(np.mean(np.abs(cp - ct))) if ct.size else nan
+    known = np.isfinite(ct)  # NaN: a true droplet whose composition is not known.
+    out["composition_mae"] = float(np.mean(np.abs(cp - ct)[known])) if known.any() else nan
   return out
 
 
@@ -82,7 +83,8 @@ def coverage(true_tables, pred_tables, pairs, level: float = LEVEL) -> dict:
     if not pred_tables or lo not in pred_tables[0] or key not in true_tables[0]:
       continue
     inside = [((np.asarray(p[lo])[j] <= np.asarray(t[key])[i])
-               & (np.asarray(t[key])[i] <= np.asarray(p[hi])[j])).ravel()
+               & (np.asarray(t[key])[i] <= np.asarray(p[hi])[j]))[
+                   np.isfinite(np.asarray(t[key], float)[i])].ravel()
               for t, p, (i, j) in zip(true_tables, pred_tables, pairs)]
     inside = np.concatenate(inside) if inside else np.zeros(0, bool)
     out[f"coverage_{key}"] = float(inside.mean()) if inside.size else float("nan")
@@ -107,3 +109,23 @@ def detection_metrics(true_tables, pred_tables, *, level: float = LEVEL,
                          matched_rows(pred_tables, [j for _, j in pairs])))
   out.update(coverage(true_tables, pred_tables, pairs, level))
   return out
+
+
+# Labelled real images whose small droplets are not all labelled (the condensation set's
+# rule, shared/data/condensation/README.md): labels below LABEL_R_MIN px are ignored, and
+# predictions below PRED_FACTOR of it; a match is within max(REAL_MIN_TOL px, 0.5 r).
+LABEL_R_MIN, PRED_FACTOR, REAL_MIN_TOL = 6.0, 0.7, 2.0
+
+
+def above(table: dict, r_min: float) -> dict:
+  """The rows of a table with r >= r_min."""
+  keep = np.asarray(table["r"]) >= r_min
+  return {k: np.asarray(v)[keep] for k, v in table.items()}
+
+
+def labelled_scores(true_tables, pred_tables, *, label_r_min: float = LABEL_R_MIN,
+                    pred_factor: float = PRED_FACTOR, min_tol: float = REAL_MIN_TOL) -> dict:
+  """``detection_metrics`` under the labelled-real-set rule (see the constants above)."""
+  return detection_metrics([above(t, label_r_min) for t in true_tables],
+                           [above(p, pred_factor * label_r_min) for p in pred_tables],
+                           min_tol=min_tol, rel_tol=0.5)

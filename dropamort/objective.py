@@ -28,12 +28,12 @@ def npe_loss(posterior: CatalogPosterior, catalog: Catalog):
 
 def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPosterior,
                             images_BHWC, cfg: ModelConfig, *, halo: int = 0,
-                            samples: int = 1):
+                            samples: int = 1, weights_BHW=None):
   """Monte Carlo estimate of E_q log N(image | render(catalog), sigma), mean per image.
 
   ``posterior`` covers the image plus ``halo`` cells on every side (``cfg`` is the size of
   that canvas), so droplets centred just outside the image still shade it; only the
-  image's own pixels are scored.
+  image's own pixels are scored, each with its weight (0 leaves a pixel out).
   """
   decode = bind(decoder_module(cfg), decoder_params)
   catalogs = posterior.sample(key, samples)
@@ -41,9 +41,12 @@ def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPo
   h, w = images_BHWC.shape[1:3]
   a = halo * cfg.cell
 
+  weights = 1.0 if weights_BHW is None else weights_BHW[..., None]
+
   def one(catalog):
     mean = render_catalog(cfg, decode, catalog)[:, a:a + h, a:a + w]
     resid = (images_BHWC - mean) / sigma
-    return jnp.sum(-0.5 * resid**2 - log_sigma - 0.5 * jnp.log(2 * jnp.pi), axis=(1, 2, 3))
+    ll = -0.5 * resid**2 - log_sigma - 0.5 * jnp.log(2 * jnp.pi)
+    return jnp.sum(weights * ll, axis=(1, 2, 3))
 
   return jnp.mean(jax.vmap(one)(catalogs))

@@ -13,6 +13,7 @@ import time
 
 import jax
 
+from dropamort.config import ModelConfig
 from dropamort.model.appearance import fit_decoder
 from dropamort.model.decoder import DEFAULT_PARAMS, save_params
 
@@ -22,13 +23,15 @@ def main():
   ap.add_argument("--channels", type=int, default=3)
   ap.add_argument("--types", type=int, default=3)
   ap.add_argument("--reach", type=float, default=2.0)
+  ap.add_argument("--hidden", type=int, nargs="+", default=list(ModelConfig().decoder_hidden))
   ap.add_argument("--steps", type=int, default=20000)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--out", default=DEFAULT_PARAMS)
   args = ap.parse_args()
   t0 = time.perf_counter()
   params, rmse = fit_decoder(jax.random.key(args.seed), channels=args.channels,
-                             types=args.types, reach=args.reach, steps=args.steps)
+                             types=args.types, hidden=tuple(args.hidden), reach=args.reach,
+                             steps=args.steps)
   save_params(params, args.out)
   print(f"saved {args.out}: held-out intensity RMSE {rmse:.4f} "
         f"({time.perf_counter() - t0:.0f} s)")

@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dropamort"
 
 # Lowest first. A unit is the first name after ``dropamort.``.
 LAYERS = ["errors", "schema", "config", "parallel", "figures", "metrics", "data", "model",
-          "encoder", "objective", "datasets", "checkpoint", "training", "inference",
+          "encoder", "pyramid", "objective", "datasets", "checkpoint", "training", "inference",
           "evaluation", "cli", "__init__"]
 RANK = {unit: i for i, unit in enumerate(LAYERS)}
 # Above the checkpoint, training and inference are separate branches: the checkpoint is

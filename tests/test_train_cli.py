@@ -60,11 +60,15 @@ def test_bad_value_fails_with_one_line(tmp_path):
   assert p.stderr.strip() == "dropamort: error: model.noise_sigma must be > 0 (got -1.0)"
 
 
-def test_unknown_key_fails_naming_it(tmp_path):
-  p = run("trainer.stepz=5", f"hydra.run.dir={tmp_path}")
-  assert p.returncode != 0 and "trainer.stepz" in p.stderr
-  p = run("trainer.steps=many", f"hydra.run.dir={tmp_path}")
-  assert p.returncode != 0 and "trainer.steps" in p.stderr
+@pytest.mark.parametrize("override, field", [
+    ("trainer.stepz=5", "trainer.stepz"), ("trainer.steps=many", "trainer.steps"),
+    ("optim.lr=abc", "optim.lr"), ("model=nope", "model/nope")])
+def test_a_mistyped_key_or_value_fails_with_one_line_naming_it(tmp_path, override, field):
+  p = run(override, f"hydra.run.dir={tmp_path}")
+  assert p.returncode == 2
+  lines = p.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("dropamort: error:") and field in lines[0]
+  assert not (tmp_path / "checkpoints").exists()
 
 
 def test_multirun_puts_each_job_in_its_own_directory(tmp_path):

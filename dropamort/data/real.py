@@ -43,6 +43,13 @@ def load_real(cfg: DataConfig, channels: int, min_size: tuple[int, int]) -> list
   return images
 
 
+def holdout_indices(n: int, fraction: float) -> list[int]:
+  """Which of n >= 2 images are held out: every k-th, k = round(1 / fraction), at least
+  one (the last)."""
+  k = max(2, int(round(1 / fraction)))
+  return [i for i in range(n) if i % k == k - 1] or [n - 1]
+
+
 def split_holdout(images: list[np.ndarray], fraction: float, min_width: int):
   """(fitted, held_out) images. With several images every k-th one is held out
   (k = round(1 / fraction), at least one image); a single image keeps its right
@@ -52,8 +59,7 @@ def split_holdout(images: list[np.ndarray], fraction: float, min_width: int):
     ImageError: a single image too narrow to split.
   """
   if len(images) >= 2:
-    k = max(2, int(round(1 / fraction)))
-    held = [i for i in range(len(images)) if i % k == k - 1] or [len(images) - 1]
+    held = holdout_indices(len(images), fraction)
     return ([im for i, im in enumerate(images) if i not in held],
             [images[i] for i in held])
   (image,) = images

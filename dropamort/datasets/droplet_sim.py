@@ -26,8 +26,13 @@ from dropamort.model.simulate import make_simulate
 
 SIZES = {"64x64": (64, 64), "380x507": (380, 507)}
 # Droplet-centre intensity per px² before hard-core thinning. "seed" is the default
-# prior, which reproduces the example image's spacing; the others bracket it.
-DENSITIES = {"sparse": 0.005, "seed": 0.02, "crowded": 0.045}
+# prior, which reproduces the example image's spacing; the others bracket it. These sets
+# hold droplets of the band (1–8 px) on a constant background, like the example image.
+# "wide" spans 1–128 px: the band with radii near log-uniform, two layers of larger
+# droplets (8–32 and 32–128 px, log-uniform) covering 35% of the area each before
+# thinning, on an illumination gradient (a background field of spread 0.3 on knots every
+# 64 px).
+DENSITIES = {"sparse": 0.005, "seed": 0.02, "crowded": 0.045, "wide": 0.006}
 IMAGES = {"64x64": 256, "380x507": 64}
 CHUNK = 16  # Images per simulation call.
 
@@ -49,7 +54,12 @@ class DropletSimConfig(tfds.core.BuilderConfig):
 
 def _model_for(size: str, density: str) -> ModelConfig:
   h, w = SIZES[size]
-  return ModelConfig(height=h, width=w, density=DENSITIES[density])
+  if density == "wide":
+    return ModelConfig(height=h, width=w, density=DENSITIES[density], radius_loc=1.04,
+                       radius_scale=1.5, larger_layers=2, larger_fraction=0.35,
+                       background_knot=64, background_sd=0.3)
+  return ModelConfig(height=h, width=w, density=DENSITIES[density], larger_layers=0,
+                     background_knot=0)
 
 
 def named_config(size: str, density: str, seed: int = 0) -> DropletSimConfig:
@@ -90,8 +100,10 @@ def custom_config(model: ModelConfig, images: int, seed: int,
 class DropletSim(tfds.core.GeneratorBasedBuilder):
   """Simulated droplet images with their true catalogs."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First version: float32 images, grid catalogs."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "First version: float32 images, grid catalogs.",
+                   "2.0.0": "Background per cell (a smooth field); droplets of the larger "
+                            "layers as flat lists (larger_x, larger_y, larger_r)."}
   BUILDER_CONFIGS = [named_config(s, d) for s in SIZES for d in DENSITIES]
 
   def __init__(self, *, decoder_params=None, **kwargs):
@@ -117,7 +129,11 @@ class DropletSim(tfds.core.GeneratorBasedBuilder):
             "offset": f32(gy, gx, 2),
             "radius": f32(gy, gx),
             "composition": f32(gy, gx, m.types),
-            "background": f32(m.channels),
+            "background": f32(gy, gx, m.channels),
+            # Droplets of the larger layers centred in the image (radius > radius_max).
+            "larger_x": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+            "larger_y": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+            "larger_r": tfds.features.Tensor(shape=(None,), dtype=np.float32),
         }))
 
   def _split_generators(self, dl_manager):
@@ -141,10 +157,11 @@ class DropletSim(tfds.core.GeneratorBasedBuilder):
     cell = model.cell
     sim_model = dataclasses.replace(model, height=-(-model.height // cell) * cell,
                                     width=-(-model.width // cell) * cell)
-    sim = make_simulate(sim_model, CHUNK)
+    sim = make_simulate(sim_model, CHUNK, with_larger=True)
     key = jax.random.key(cfg.seed)
     for chunk in range(-(-cfg.images // CHUNK)):
-      images, catalog = jax.tree.map(np.asarray, sim(jax.random.fold_in(key, chunk), decoder))
+      images, catalog, larger = jax.tree.map(
+          np.asarray, sim(jax.random.fold_in(key, chunk), decoder))
       centres = np.asarray(catalog.centres_BYX2(cell))
       inside = (centres[..., 0] < model.width) & (centres[..., 1] < model.height)
       on = catalog.on_BYX & inside
@@ -152,8 +169,21 @@ class DropletSim(tfds.core.GeneratorBasedBuilder):
         i = chunk * CHUNK + b
         if i >= cfg.images:
           return
+        big = _larger_inside(larger, b, model.height, model.width)
         yield i, {"index": i, "image": images[b, :model.height, :model.width],
                   "on": on[b], "offset": catalog.offset_BYX2[b],
                   "radius": catalog.radius_BYX[b],
                   "composition": catalog.composition_BYXT[b],
-                  "background": catalog.background_BC[b]}
+                  "background": catalog.background_BYXC[b],
+                  "larger_x": big[0], "larger_y": big[1], "larger_r": big[2]}
+
+
+def _larger_inside(larger, b: int, height: int, width: int):
+  """x, y, r of image b's larger-layer droplets centred inside height × width."""
+  xs, ys, rs = [np.zeros(0, np.float32)] * 3
+  for centres, radius, on in larger:
+    keep = on[b] & (centres[b, :, 0] < width) & (centres[b, :, 1] < height)
+    xs = np.concatenate([xs, centres[b, keep, 0]])
+    ys = np.concatenate([ys, centres[b, keep, 1]])
+    rs = np.concatenate([rs, radius[b, keep]])
+  return xs.astype(np.float32), ys.astype(np.float32), rs.astype(np.float32)

@@ -88,7 +88,7 @@ def open_sim(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
 
 
 def open_directory(path: str, expected=(DropletSim, DropletImages)):
-  """A dataset built earlier, from its version directory (.../name/config/1.0.0).
+  """A dataset built earlier, from its version directory (.../name/config/2.0.0).
 
   Raises:
     DatasetError: no such directory, not a dataset, or built by another version.
@@ -97,7 +97,7 @@ def open_directory(path: str, expected=(DropletSim, DropletImages)):
     raise DatasetError(f"{path}: no such dataset directory")
   if not os.path.isfile(os.path.join(path, "dataset_info.json")):
     raise DatasetError(f"{path}: not a built dataset (no dataset_info.json); give the "
-                       f"version directory, e.g. datasets/droplet_sim/380x507_seed/1.0.0")
+                       f"version directory, e.g. datasets/droplet_sim/380x507_seed/2.0.0")
   with _quiet():
     builder = tfds.builder_from_directory(path)
   by_name = {cls.name: cls for cls in expected}
@@ -132,14 +132,22 @@ def read_sim(builder, limit: int | None = None, batch: int = 16):
   """
   src = source(builder)
   n = len(src) if limit is None else min(limit, len(src))
-  ds = grain.MapDataset.source(src)[:n].batch(batch)
+  fixed = ("image", "on", "offset", "radius", "composition", "background")
+  ds = grain.MapDataset.source(src)[:n].map(lambda ex: {k: ex[k] for k in fixed}).batch(batch)
   parts = list(ds)
   cat = lambda k: np.concatenate([p[k] for p in parts])
   catalog = Catalog(on_BYX=jnp.asarray(cat("on")), offset_BYX2=jnp.asarray(cat("offset")),
                     radius_BYX=jnp.asarray(cat("radius")),
                     composition_BYXT=jnp.asarray(cat("composition")),
-                    background_BC=jnp.asarray(cat("background")))
+                    background_BYXC=jnp.asarray(cat("background")))
   return cat("image"), catalog
+
+
+def read_larger(builder, limit: int | None = None) -> list[dict]:
+  """The larger-layer droplets (x, y, r) of each image of a ``droplet_sim`` set."""
+  src = source(builder)
+  n = len(src) if limit is None else min(limit, len(src))
+  return [{k: np.asarray(src[i][f"larger_{k}"]) for k in ("x", "y", "r")} for i in range(n)]
 
 
 def read_images(builder):

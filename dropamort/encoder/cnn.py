@@ -8,6 +8,9 @@ import jax.numpy as jnp
 
 from dropamort.config import EncoderConfig, ModelConfig
 from dropamort.encoder.posterior import CatalogPosterior, heads_size, posterior_from_heads
+from dropamort.model.background import local_mean
+
+BACKGROUND_WINDOW = 7  # Cells around a cell whose mean colour hints at its background.
 
 
 def space_to_depth(x_BHWC, block: int):
@@ -22,7 +25,7 @@ class Encoder(nn.Module):
   Full-resolution stem convolutions see sub-cell detail; space-to-depth moves exactly
   one cell's pixels into each grid position; residual 3×3 blocks at cell resolution give
   the receptive field (``EncoderConfig.receptive_field``) and context; 1×1 heads give
-  the per-cell factors, and a pooled head the per-image background.
+  the per-cell factors, the background field's included.
   """
 
   cfg: EncoderConfig
@@ -42,14 +45,17 @@ class Encoder(nn.Module):
     for _ in range(cfg.depth):
       h = h + nn.Conv(cfg.width, (3, 3))(nn.gelu(nn.LayerNorm()(h)))
     h = nn.gelu(nn.LayerNorm()(h))
-    heads_BYXK = nn.Conv(heads_size(self.types), (1, 1))(h)
-    # Background: pooled features plus the logit of the mean colour (a strong hint, since
-    # most pixels are bare background).
-    mean_BC = jnp.clip(images_BHWC.mean(axis=(1, 2)), 1e-3, 1 - 1e-3)
-    pooled = jnp.concatenate([h.mean(axis=(1, 2)), jax.scipy.special.logit(mean_BC)], -1)
-    bg_B2C = nn.Dense(2 * self.channels)(nn.gelu(nn.Dense(32)(pooled)))
-    bg_loc = jax.scipy.special.logit(mean_BC) + bg_B2C[:, :self.channels]
-    return posterior_from_heads(heads_BYXK, bg_loc, bg_B2C[:, self.channels:],
+    droplet_heads = nn.Conv(heads_size(self.types, self.channels) - 2 * self.channels,
+                            (1, 1))(h)
+    # The background's terms (one per cell and channel, very sharp) would drown the
+    # droplets' in the shared trunk: its head learns on the trunk's features, the trunk
+    # from the droplets alone.
+    bg_heads = nn.Conv(2 * self.channels, (1, 1))(jax.lax.stop_gradient(h))
+    heads_BYXK = jnp.concatenate([droplet_heads, bg_heads], -1)
+    # Background: the logit of the local mean colour plus a learned correction.
+    mean_BYXC = jnp.clip(local_mean(images_BHWC, self.cell, BACKGROUND_WINDOW), 1e-3,
+                         1 - 1e-3)
+    return posterior_from_heads(heads_BYXK, jax.scipy.special.logit(mean_BYXC),
                                 types=self.types, min_scale=cfg.min_scale)
 
 

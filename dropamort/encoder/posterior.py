@@ -1,7 +1,8 @@
 """The posterior over catalogs that the encoder predicts: independent factors per cell.
 
 Per cell: ``on`` ~ Bernoulli(sigmoid(on_logit)); offset (x, y) ~ logit-Normal; radius ~
-LogNormal; each composition value ~ logit-Normal. Per image: background ~ Normal. Factors
+LogNormal; each composition value ~ logit-Normal; the background field's value at the
+cell's centre ~ Normal (per channel). Factors
 other than ``on`` count only where a droplet is on. This is what inference and evaluation
 consume: ``log_prob``, ``sample``, ``point`` and ``to_table``.
 """
@@ -41,18 +42,22 @@ def central_z(level: float) -> float:
   return float(scipy.stats.norm.ppf(0.5 + level / 2))
 
 
-def heads_size(types: int) -> int:
+def heads_size(types: int, channels: int) -> int:
   """Channels of the per-cell head: on logit, offset (2 loc, 2 scale), log r (loc,
-  scale), composition (T loc, T scale)."""
-  return 1 + 4 + 2 + 2 * types
+  scale), composition (T loc, T scale), background (C loc, C scale)."""
+  return 1 + 4 + 2 + 2 * types + 2 * channels
 
 
 def _scale(raw, min_scale):
   return jax.nn.softplus(raw) + min_scale
 
 
-def posterior_from_heads(heads_BYXK, bg_loc_BC, bg_raw_scale_BC, *, types, min_scale):
-  t = types
+def posterior_from_heads(heads_BYXK, bg_base_BYXC, *, types, min_scale):
+  """The posterior of raw head outputs; ``bg_base_BYXC`` is added to the background's
+  location (the logit of the local mean colour: a strong hint, since most pixels are
+  background)."""
+  t, c = types, bg_base_BYXC.shape[-1]
+  bg = heads_BYXK[..., 7 + 2 * t:]
   return CatalogPosterior(
       on_logit_BYX=heads_BYXK[..., 0],
       offset_loc_BYX2=heads_BYXK[..., 1:3],
@@ -61,8 +66,8 @@ def posterior_from_heads(heads_BYXK, bg_loc_BC, bg_raw_scale_BC, *, types, min_s
       logr_scale_BYX=_scale(heads_BYXK[..., 6], min_scale),
       comp_loc_BYXT=heads_BYXK[..., 7:7 + t],
       comp_scale_BYXT=_scale(heads_BYXK[..., 7 + t:7 + 2 * t], min_scale),
-      bg_loc_BC=bg_loc_BC,
-      bg_scale_BC=_scale(bg_raw_scale_BC, min_scale))
+      bg_loc_BYXC=bg_base_BYXC + bg[..., :c],
+      bg_scale_BYXC=_scale(bg[..., c:], min_scale))
 
 
 def _logit_normal_logpdf(u, loc, scale):
@@ -81,8 +86,8 @@ class CatalogPosterior:
   logr_scale_BYX: jnp.ndarray
   comp_loc_BYXT: jnp.ndarray
   comp_scale_BYXT: jnp.ndarray
-  bg_loc_BC: jnp.ndarray
-  bg_scale_BC: jnp.ndarray
+  bg_loc_BYXC: jnp.ndarray
+  bg_scale_BYXC: jnp.ndarray
 
   @property
   def p_BYX(self):
@@ -90,7 +95,7 @@ class CatalogPosterior:
     return jax.nn.sigmoid(self.on_logit_BYX)
 
   def log_prob_terms(self, catalog: Catalog):
-    """Per-cell and per-image log densities: (cells_BYX, background_B)."""
+    """Log densities per cell: (droplet factors_BYX, background_BYX)."""
     on = catalog.on_BYX.astype(jnp.float32)
     log_on = on * jax.nn.log_sigmoid(self.on_logit_BYX) + (1 - on) * jax.nn.log_sigmoid(
         -self.on_logit_BYX)
@@ -102,13 +107,14 @@ class CatalogPosterior:
         + _logit_normal_logpdf(catalog.composition_BYXT, self.comp_loc_BYXT,
                                self.comp_scale_BYXT).sum(-1))
     cells = log_on + on * continuous
-    background = norm.logpdf(catalog.background_BC, self.bg_loc_BC, self.bg_scale_BC).sum(-1)
+    background = norm.logpdf(catalog.background_BYXC, self.bg_loc_BYXC,
+                             self.bg_scale_BYXC).sum(-1)
     return cells, background
 
   def log_prob(self, catalog: Catalog):
     """log q(catalog | image), one value per image."""
     cells, background = self.log_prob_terms(catalog)
-    return cells.sum(axis=(-2, -1)) + background
+    return (cells + background).sum(axis=(-2, -1))
 
   def sample(self, key, n: int) -> Catalog:
     """n catalogs per image; every field gets a leading axis of size n."""
@@ -119,7 +125,7 @@ class CatalogPosterior:
         offset_BYX2=jax.nn.sigmoid(draw(ks[1], self.offset_loc_BYX2, self.offset_scale_BYX2)),
         radius_BYX=jnp.exp(draw(ks[2], self.logr_loc_BYX, self.logr_scale_BYX)),
         composition_BYXT=jax.nn.sigmoid(draw(ks[3], self.comp_loc_BYXT, self.comp_scale_BYXT)),
-        background_BC=draw(ks[4], self.bg_loc_BC, self.bg_scale_BC))
+        background_BYXC=draw(ks[4], self.bg_loc_BYXC, self.bg_scale_BYXC))
 
   def point(self, threshold: float = 0.5) -> Catalog:
     """Point estimate: cells with p > threshold, each factor at its posterior median."""
@@ -127,7 +133,7 @@ class CatalogPosterior:
                    offset_BYX2=jax.nn.sigmoid(self.offset_loc_BYX2),
                    radius_BYX=jnp.exp(self.logr_loc_BYX),
                    composition_BYXT=jax.nn.sigmoid(self.comp_loc_BYXT),
-                   background_BC=self.bg_loc_BC)
+                   background_BYXC=self.bg_loc_BYXC)
 
   def to_table(self, cell: int, threshold: float = 0.5, level: float = LEVEL):
     """Flat droplet tables (one dict of numpy arrays per image), schema of
@@ -158,5 +164,8 @@ class CatalogPosterior:
       put("r", a.logr_loc_BYX[b][m], a.logr_scale_BYX[b][m], np.exp)
       put("composition", a.comp_loc_BYXT[b][m], a.comp_scale_BYXT[b][m], sig)
       table["p"] = p[b][m]
+      table["cell_row"], table["cell_col"] = row[m], col[m]  # Internal: the droplet's cell.
+      # The radius factor itself (internal: summaries draw radii from it).
+      table["r_log_loc"], table["r_log_scale"] = a.logr_loc_BYX[b][m], a.logr_scale_BYX[b][m]
       tables.append(table)
     return tables

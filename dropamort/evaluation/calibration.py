@@ -55,7 +55,10 @@ def error_summary(true_S: np.ndarray, samples_SL: np.ndarray) -> dict:
   mean posterior sd, and the sd of the standardized errors (≈ 1 if the width is right,
   > 1 too narrow, < 1 too wide)."""
   true_S, samples_SL = np.asarray(true_S, float), np.asarray(samples_SL, float)
-  mean, sd = np.nanmean(samples_SL, axis=1), np.nanstd(samples_SL, axis=1)
+  defined = np.isfinite(samples_SL).any(axis=1)  # Mean radius of an empty draw: NaN.
+  mean, sd = np.full(len(true_S), np.nan), np.full(len(true_S), np.nan)
+  mean[defined] = np.nanmean(samples_SL[defined], axis=1)
+  sd[defined] = np.nanstd(samples_SL[defined], axis=1)
   keep = np.isfinite(true_S) & np.isfinite(mean) & (sd > 0)
   if not keep.any():
     return {}

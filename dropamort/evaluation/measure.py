@@ -1,8 +1,11 @@
-"""Per-image measurements of a posterior against the truth, pooled into the report.
+"""Per-image measurements of a result against the truth, pooled into the report.
 
 One ``Accumulator`` collects, image by image, the droplet tables (at the 50% and 90%
-interval levels), the cell probabilities with their outcomes, and the SBC statistics of
-the truth and of posterior draws; ``report`` turns them into numbers.
+interval levels), the candidates' probabilities with their outcomes, and the SBC
+statistics of the truth and of posterior draws; ``report`` turns them into numbers.
+Inference results are read as flat candidate tables (every pyramid level's droplets with
+p >= a floor, overlaps between levels resolved), so single-level and pyramid inference are
+measured the same way.
 """
 
 from __future__ import annotations
@@ -13,35 +16,39 @@ import jax
 import numpy as np
 
 from dropamort.config import EvaluateConfig
-from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.evaluation import calibration, detection
-from dropamort.metrics import coverage, match
-from dropamort.model.catalog import Catalog
+from dropamort.metrics import PRED_FACTOR, coverage, match
 
 SBC_STATS = ("count", "mean_radius", "total_area")
-REAL_P_FLOOR = 0.02  # Real images: detections above this p enter the reliability diagram.
 
 
-def catalog_stats(on, radius, centres, height: int, width: int) -> dict:
-  """Permutation-invariant statistics of catalogs (any leading axes; grid last two)."""
-  inside = (centres[..., 0] < width) & (centres[..., 1] < height)
-  on = np.asarray(on, bool) & inside
-  count = on.sum((-2, -1))
-  r = np.where(on, radius, 0.0)
+def table_stats(count, radius_sum, radius2_sum) -> dict:
+  """Permutation-invariant statistics from per-catalog sums (any shape)."""
+  count = np.asarray(count, float)
   with np.errstate(invalid="ignore", divide="ignore"):
-    mean_r = np.where(count > 0, r.sum((-2, -1)) / count, np.nan)
-  return {"count": count.astype(float), "mean_radius": mean_r,
-          "total_area": np.pi * (r**2).sum((-2, -1))}
+    mean_r = np.where(count > 0, np.asarray(radius_sum) / count, np.nan)
+  return {"count": count, "mean_radius": mean_r, "total_area": np.pi * np.asarray(radius2_sum)}
 
 
-def crop_posterior(post: CatalogPosterior, gy: int, gx: int) -> CatalogPosterior:
-  """The posterior on the first gy × gx cells (drops the padding a tiled pass adds)."""
-  return jax.tree.map(lambda a: a[:, :gy, :gx] if a.ndim >= 3 else a, post)
+def candidate_draws(key, cands: dict, draws: int) -> dict:
+  """SBC statistics of ``draws`` catalogs drawn from the candidates: each is a droplet
+  with probability p and a log-normal radius."""
+  k_on, k_r = jax.random.split(key)
+  p = np.asarray(cands["p"], float)
+  on = np.asarray(jax.random.uniform(k_on, (draws, p.size))) < p
+  r = np.exp(np.asarray(cands["r_log_loc"]) + np.asarray(cands["r_log_scale"])
+             * np.asarray(jax.random.normal(k_r, (draws, p.size))))
+  return table_stats(on.sum(1), (on * r).sum(1), (on * r**2).sum(1))
 
 
 def inside_image(table: dict, height: int, width: int) -> dict:
   """The rows of a droplet table whose centres lie in the image (not in cell padding)."""
-  keep = (table["x"] < width) & (table["y"] < height)
+  keep = (np.asarray(table["x"]) < width) & (np.asarray(table["y"]) < height)
+  return {k: np.asarray(v)[keep] for k, v in table.items()}
+
+
+def confident(table: dict, threshold: float) -> dict:
+  keep = np.asarray(table["p"]) > threshold
   return {k: np.asarray(v)[keep] for k, v in table.items()}
 
 
@@ -49,6 +56,8 @@ def inside_image(table: dict, height: int, width: int) -> dict:
 class Accumulator:
   cfg: EvaluateConfig
   cell: int
+  min_tol: float = 1.0  # Matching tolerance floor (px of the evaluated images).
+  label_r_min: float | None = None  # Labels below are ignored (px of the evaluated images).
   true: list = dataclasses.field(default_factory=list)
   pred90: list = dataclasses.field(default_factory=list)
   pred50: list = dataclasses.field(default_factory=list)
@@ -57,60 +66,48 @@ class Accumulator:
   sbc_true: dict = dataclasses.field(default_factory=lambda: {k: [] for k in SBC_STATS})
   sbc_draws: dict = dataclasses.field(default_factory=lambda: {k: [] for k in SBC_STATS})
 
-  def tables(self, post: CatalogPosterior, height: int, width: int):
-    t90 = post.to_table(self.cell, self.cfg.threshold, level=0.9)[0]
-    t50 = post.to_table(self.cell, self.cfg.threshold, level=0.5)[0]
-    t90, t50 = inside_image(t90, height, width), inside_image(t50, height, width)
-    return self._marked(t90, height, width), t50
-
   def _marked(self, table: dict, height: int, width: int) -> dict:
     """The table with an ``interior`` column: centre outside this image's border band."""
     band = self.cfg.border_cells * self.cell
     return {**table, "interior": detection.interior(height, width, band)(table)}
 
-  def add_simulated(self, key, post: CatalogPosterior, truth: Catalog, height: int,
-                    width: int):
-    """One simulated image: truth is its grid catalog (batch of one, same grid)."""
-    t90, t50 = self.tables(post, height, width)
-    true_centres = np.asarray(truth.centres_BYX2(self.cell))[0]
-    on = np.asarray(truth.on_BYX[0], bool)
-    self.true.append(self._marked({"x": true_centres[on][:, 0], "y": true_centres[on][:, 1],
-                                   "r": np.asarray(truth.radius_BYX[0])[on],
-                                   "composition": np.asarray(truth.composition_BYXT[0])[on]},
-                                  height, width))
-    self.pred90.append(t90)
-    self.pred50.append(t50)
-    # p is the probability that a cell holds a droplet: its outcome is the true cell.
-    self.p.append(np.asarray(post.p_BYX[0]).ravel())
-    self.hit.append(on.ravel())
-    draws = post.sample(key, self.cfg.sbc_draws)
-    d = catalog_stats(np.asarray(draws.on_BYX)[:, 0], np.asarray(draws.radius_BYX)[:, 0],
-                      np.asarray(draws.centres_BYX2(self.cell))[:, 0], height, width)
-    t = catalog_stats(on, np.asarray(truth.radius_BYX[0]), true_centres, height, width)
-    for k in SBC_STATS:
-      self.sbc_true[k].append(float(t[k]))
-      self.sbc_draws[k].append(d[k])
-
-  def add_annotated(self, post: CatalogPosterior, truth: dict, height: int, width: int):
-    """One real image with annotated x, y, r (no grid truth, no SBC)."""
-    t90, t50 = self.tables(post, height, width)
-    self.true.append(self._marked({k: np.asarray(truth[k], float) for k in ("x", "y", "r")},
-                                  height, width))
-    self.pred90.append(t90)
-    self.pred50.append(t50)
-    low = inside_image(post.to_table(self.cell, REAL_P_FLOOR)[0], height, width)
-    _, j = match(self.true[-1], low)
-    hit = np.zeros(len(low["x"]), bool)
+  def add(self, key, cands90: dict, cands50: dict, truth: dict, height: int, width: int, *,
+          sbc: bool) -> None:
+    """One image: its candidates (at the 90% and 50% interval levels, same rows) and its
+    true droplets (x, y, r and, when known, composition), all in image pixels."""
+    cands90, cands50 = (inside_image(c, height, width) for c in (cands90, cands50))
+    truth = inside_image(truth, height, width)
+    if self.label_r_min is not None:  # Incomplete small labels: score larger ones only.
+      truth = {k: v[np.asarray(truth["r"]) >= self.label_r_min] for k, v in truth.items()}
+      cands90, cands50 = (
+          {k: v[np.asarray(c["r"]) >= PRED_FACTOR * self.label_r_min] for k, v in c.items()}
+          for c in (cands90, cands50))
+    truth = self._marked(truth, height, width)
+    self.true.append(truth)
+    self.pred90.append(self._marked(confident(cands90, self.cfg.threshold), height, width))
+    self.pred50.append(confident(cands50, self.cfg.threshold))
+    # Reliability of p: a candidate is right when it matches a true droplet.
+    _, j = match(truth, cands90, min_tol=self.min_tol)
+    hit = np.zeros(len(cands90["x"]), bool)
     hit[j] = True
-    self.p.append(low["p"])
+    self.p.append(np.asarray(cands90["p"]))
     self.hit.append(hit)
+    if sbc:
+      r = np.asarray(truth["r"], float)
+      t = table_stats(len(r), r.sum(), (r**2).sum())
+      d = candidate_draws(key, cands90, self.cfg.sbc_draws)
+      for k in SBC_STATS:
+        self.sbc_true[k].append(float(t[k]))
+        self.sbc_draws[k].append(d[k])
 
   def report(self) -> dict:
     cfg = self.cfg
     everything = lambda t: np.ones(len(t["x"]), bool)
     # One matching per image serves every subset and both interval levels (the 50% and
     # 90% tables list the same droplets at the same medians).
-    pairs = [match(t, p) for t, p in zip(self.true, self.pred90)]
+    pairs = [match(t, p, min_tol=self.min_tol) for t, p in zip(self.true, self.pred90)]
+    top = max([float(np.max(t["r"])) for t in self.true if len(t["r"])] or [1.0])
+    octaves = [2.0**k for k in range(0, int(np.ceil(np.log2(max(top, 2.0)))) + 1)]
     out = {
         "images": len(self.true),
         "true_droplets": int(sum(len(t["x"]) for t in self.true)),
@@ -125,6 +122,7 @@ class Accumulator:
         "border_band_px": cfg.border_cells * self.cell,
         "by_radius": detection.by_radius(self.true, self.pred90,
                                          list(cfg.radius_edges) + [np.inf], pairs),
+        "by_octave": detection.by_radius(self.true, self.pred90, octaves, pairs),
         "coverage": {}}
     for level, preds in ((0.5, self.pred50), (0.9, self.pred90)):
       out["coverage"][f"{100 * level:.0f}"] = coverage(self.true, preds, pairs, level)

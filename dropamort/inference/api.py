@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 import jax
@@ -15,20 +16,29 @@ from dropamort.data.images import resize
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
+from dropamort.inference.stats import lab_summary
+from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
+                               render_levels)
 
 
 @dataclasses.dataclass
 class Result:
-  """One image's inference: the posterior and what people read from it."""
+  """One image's inference: the posterior at every level and what people read from it."""
 
-  posterior: CatalogPosterior  # On the analysed (scaled, cell-padded) grid.
-  table: pd.DataFrame  # One row per droplet, original pixel frame.
+  levels: list[LevelResult]
+  candidates: dict  # Kept candidates of all levels (p >= MIN_P), base-image pixels.
+  table: pd.DataFrame  # One row per droplet with p > threshold, original pixel frame.
   summary: dict
-  image: np.ndarray  # The analysed image (after scaling).
+  image: np.ndarray  # The analysed base image (after scaling).
   ratio_xy: tuple[float, float]  # Original / analysed size.
 
+  @property
+  def posterior(self) -> CatalogPosterior:
+    """The base level's posterior (the whole catalog when the pyramid has one level)."""
+    return self.levels[0].posterior
+
   def sample(self, key, n: int):
-    """n posterior catalog samples on the analysed grid (see ``CatalogPosterior.sample``)."""
+    """n posterior catalog samples of the base level (see ``CatalogPosterior.sample``)."""
     return self.posterior.sample(key, n)
 
 
@@ -45,41 +55,88 @@ class DropletReader:
 
   def infer_many(self, images: list[np.ndarray],
                  options: InferConfig = InferConfig()) -> list[Result]:
-    """``infer`` for several images at once: images of one shape share encoder calls of
-    at most ``options.batch`` images, split over all local devices."""
+    """``infer`` for several images at once: the levels of images of one shape share
+    encoder calls of at most ``options.batch`` images, split over all local devices."""
     t0 = time.perf_counter()
-    scaled, sizes = [], []
+    scale = self.base_scale(options)
+    pyramids, sizes = [], []
     for image in images:
       image = np.asarray(image, np.float32)
       if image.ndim != 3 or image.shape[-1] != self.cfg.model.channels:
         raise ValueError(f"image must be (H, W, {self.cfg.model.channels}), got {image.shape}")
       sizes.append(image.shape[:2])
-      scaled.append(resize(image, options.scale))
-    posteriors = self.predictor.posteriors(scaled, batch=options.batch)
-    jax.block_until_ready(posteriors)
+      base = resize(image, scale)
+      levels = plan_levels(*base.shape[:2], self.cfg.model, options.levels)
+      pyramids.append((levels, build_pyramid(base, len(levels))))
+    flat = [im for _, ims in pyramids for im in ims]
+    posteriors = iter(self.predictor.posteriors(flat, batch=options.batch))
+    per_image = [[LevelResult(lv, im, next(posteriors)) for lv, im in zip(levels, ims)]
+                 for levels, ims in pyramids]
+    jax.block_until_ready([r.posterior for rs in per_image for r in rs])
     t_pass = (time.perf_counter() - t0) / max(len(images), 1)  # Per image, batch shared.
-    return [self._result(p, im, size, t_pass, options)
-            for p, im, size in zip(posteriors, scaled, sizes)]
+    return [self._result(levels, size, t_pass, options)
+            for levels, size in zip(per_image, sizes)]
 
-  def _result(self, posterior, image, size, t_pass, options) -> Result:
-    (h0, w0), (h, w) = size, image.shape[:2]
+  def base_scale(self, options: InferConfig) -> float:
+    """``infer.scale``, or when it is not given the scale the model was calibrated at
+    (its microscope's), or 1 for a model trained on simulations only."""
+    if options.scale is not None:
+      return options.scale
+    return self.cfg.data.scale if self.cfg.data.real is not None else 1.0
+
+  def reconstruction(self, result: Result, threshold: float) -> np.ndarray:
+    """Noise-free render of the droplets the result lists (p > threshold), at the base
+    image's size, every level's droplets at their size."""
+    return render_levels(self.cfg.model, self.predictor.decoder_params, result.levels,
+                         result.candidates, threshold)
+
+  def _result(self, levels: list[LevelResult], size, t_pass, options) -> Result:
+    base = levels[0].image
+    (h0, w0), (h, w) = size, base.shape[:2]
     ratio = (w0 / w, h0 / h)
-    cell = self.cfg.model.cell
-    table = droplet_table(posterior, cell=cell, threshold=options.threshold, ratio_xy=ratio,
-                          height=h, width=w)
-    summary = summarize(jax.random.key(options.seed), posterior, cell=cell, height=h, width=w,
-                        ratio=float(np.sqrt(ratio[0] * ratio[1])), samples=options.samples)
+    candidates = merged_candidates(levels, self.cfg.model, options.threshold)
+    table = droplet_table(candidates, threshold=options.threshold, ratio_xy=ratio,
+                          pixel_size=options.pixel_size)
+    rr = float(np.sqrt(ratio[0] * ratio[1]))
+    key = jax.random.key(options.seed)
+    summary = summarize(key, candidates, ratio=rr, samples=options.samples)
+    summary["lab"] = lab_summary(key, candidates, ratio=rr, area_px=float(h0 * w0),
+                                 pixel_size=options.pixel_size, samples=options.samples)
+    summary["pixel_size_um"] = options.pixel_size
     summary["count"]["thresholded"] = len(table)  # = rows of catalog.csv
-    summary.update({"image_size": [h0, w0], "analysed_size": [h, w], "scale": options.scale,
+    summary.update({"image_size": [h0, w0], "analysed_size": [h, w],
+                    "scale": self.base_scale(options), "scale_chosen": options.scale is None,
                     "threshold": options.threshold,
+                    "scales": scales_summary(levels, candidates, options.threshold, rr),
                     "timings_s": {"single_pass": round(t_pass, 4)}})
-    return Result(posterior=posterior, table=table, summary=summary, image=image,
-                  ratio_xy=ratio)
+    return Result(levels=levels, candidates=candidates, table=table, summary=summary,
+                  image=base, ratio_xy=ratio)
+
+
+def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float,
+                   ratio: float) -> list[dict]:
+  """Per level: its scale (analysed size / base size), the radius band it read (original
+  pixels) and how many droplets (p > threshold) it contributed."""
+  out = []
+  for lr in levels:
+    lo, hi = lr.level.keep
+    f = lr.level.factor
+    n = int(np.sum((candidates["level"] == lr.level.index) & (candidates["p"] > threshold)))
+    out.append({"scale": 1 / f, "radius_px": [lo * f * ratio, hi * f * ratio], "droplets": n})
+  return out
 
 
 def load(path: str | None = None, *, tile: int = 512, overlap: int = 8) -> DropletReader:
   """A ``DropletReader`` from a checkpoint (default: the latest training run's calibrated
-  or best checkpoint)."""
-  saved = checkpoint.load(path if path is not None else checkpoint.latest_run())
+  or best checkpoint; with none, the bundled model, saying so in one line)."""
+  if path is None:
+    try:
+      path = checkpoint.latest_run()
+    except checkpoint.CheckpointError:
+      path = "example"
+      print("dropamort: no trained model found; using the bundled model calibrated on the "
+            "example image (checkpoint=example); a model calibrated on your own images "
+            "reads them better: python train.py data.real=YOUR_FOLDER", file=sys.stderr)
+  saved = checkpoint.load(path)
   return DropletReader(Predictor(saved.cfg, saved.params, saved.decoder_params,
                                  TilePlan(tile, overlap), prior=saved.prior))

@@ -58,3 +58,30 @@ def save_residual(path, image_HWC, recon_HWC, title="") -> None:
   fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def save_size_distribution(path, counts_SB, edges, *, unit_label: str, title: str) -> None:
+  """Histogram of droplet diameters on a log axis: the posterior median count per bin
+  with its 90% band, from per-sample histograms ``counts_SB`` over bins ``edges``."""
+  from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+  used = np.flatnonzero(np.asarray(counts_SB).max(0) > 0)
+  lo, hi = (used.min(), used.max() + 1) if used.size else (0, len(edges) - 1)
+  counts, edges = np.asarray(counts_SB)[:, lo:hi], np.asarray(edges)[lo:hi + 1]
+  q05, q50, q95 = np.quantile(counts, [0.05, 0.5, 0.95], axis=0)
+  fig, ax = plt.subplots(figsize=(6.4, 3.8))
+  ax.stairs(q50, edges, color="tab:blue", linewidth=1.5, label="posterior median")
+  ax.stairs(q95, edges, baseline=q05, fill=True, color="tab:blue", alpha=0.25,
+            label="90% credible band")
+  ax.set_xscale("log")
+  ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))  # Labelled: 2, 5, 20, ...
+  for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+    axis(FormatStrFormatter("%g"))
+  ax.tick_params(axis="x", which="minor", labelsize=7)
+  ax.set_xlabel(f"droplet diameter ({unit_label})")
+  ax.set_ylabel("droplets per bin")
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

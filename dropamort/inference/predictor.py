@@ -113,7 +113,7 @@ class Predictor:
     ry, rx = owned_ranges(gy, sy, t), owned_ranges(gx, sx, t)
     jobs = [(i, j) for i in range(len(sy)) for j in range(len(sx))]
     batch = -(-self.plan.batch // self.devices) * self.devices  # Whole tiles per device.
-    out, bg_loc, bg_scale, weight = None, 0.0, 0.0, 0
+    out = None
     for b in range(0, len(jobs), batch):
       chunk = jobs[b:b + batch]
       tiles = np.stack([padded[sy[i] * c:(sy[i] + t) * c, sx[j] * c:(sx[j] + t) * c]
@@ -128,12 +128,7 @@ class Predictor:
         src = (k, slice(y0 - sy[i], y1 - sy[i]), slice(x0 - sx[j], x1 - sx[j]))
         for name in _CELL_FIELDS:
           getattr(out, name)[0, y0:y1, x0:x1] = getattr(post, name)[src]
-        n = (y1 - y0) * (x1 - x0)
-        bg_loc, bg_scale = bg_loc + n * post.bg_loc_BC[k], bg_scale + n * post.bg_scale_BC[k]
-        weight += n
-    out = out.replace(bg_loc_BC=(bg_loc / weight)[None], bg_scale_BC=(bg_scale / weight)[None])
     return jax.tree.map(jnp.asarray, out)
 
 
-_CELL_FIELDS = [f.name for f in dataclasses.fields(CatalogPosterior)
-                if f.name.endswith(("_BYX", "_BYX2", "_BYXT"))]
+_CELL_FIELDS = [f.name for f in dataclasses.fields(CatalogPosterior)]

@@ -13,15 +13,15 @@ import shutil
 import sys
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from dropamort.config import InferConfig
 from dropamort.data.images import ImageError, find_images, read_image
-from dropamort.inference import pictures
+from dropamort.inference import pictures, report, stats
 from dropamort.inference.api import DropletReader, Result
-from dropamort.model.reconstruct import reconstruct
 
 
 def write_outputs(result: Result, reader: DropletReader, out_dir: str, options: InferConfig,
@@ -47,22 +47,39 @@ def write_outputs(result: Result, reader: DropletReader, out_dir: str, options: 
 
 
 def _pictures(result, reader, folder, summary, options):
-  cfg = reader.cfg.model
-  h, w = result.image.shape[:2]
   rx, ry = result.ratio_xy
   t = result.table
   comp = t[[c for c in t.columns if c.startswith("composition_") and c.count("_") == 1]]
   pictures.save_overlay(os.path.join(folder, "overlay.png"), result.image, t["x"] / rx,
                         t["y"] / ry, t["r"] / np.sqrt(rx * ry), comp.to_numpy(), t["p"],
                         title=f"{len(t)} droplets (p > {options.threshold})")
-  recon = reconstruct(cfg, reader.predictor.decoder_params,
-                      result.posterior.point(options.threshold), height=h, width=w)
+  unit = 1.0 if options.pixel_size is None else options.pixel_size
+  pictures.save_size_distribution(
+      os.path.join(folder, "size_distribution.png"), _histograms(result, options),
+      report.EDGES_PX * unit, unit_label="µm" if options.pixel_size else "px",
+      title=_distribution_title(summary))
+  recon = reader.reconstruction(result, options.threshold)
   rmse = float(np.sqrt(np.mean((recon - result.image) ** 2)))
   summary["reconstruction_rmse"] = rmse
   pictures.save_image(os.path.join(folder, "reconstruction.png"), recon,
                       title="decoder render of the posterior point estimate")
   pictures.save_residual(os.path.join(folder, "residual.png"), result.image, recon,
                          title=f"image - reconstruction (RMSE {rmse:.4f})")
+
+
+def _distribution_title(summary: dict) -> str:
+  c = summary["count"]
+  return (f"{c['median']:.0f} droplets (90% CI {c['ci90'][0]:.0f}–{c['ci90'][1]:.0f}), "
+          f"{c['thresholded']} with p > {summary['threshold']}")
+
+
+def _histograms(result: Result, options: InferConfig):
+  """Posterior samples of the droplet counts per fixed diameter bin (for pooling)."""
+  rx, ry = result.ratio_xy
+  on, radius = stats.draw(jax.random.key(options.seed), result.candidates, options.samples,
+                          float(np.sqrt(rx * ry)))
+  unit = 1.0 if options.pixel_size is None else options.pixel_size
+  return stats.diameter_histograms(on, radius, report.EDGES_PX * unit, unit)
 
 
 def output_name(path: str, taken: set[str]) -> str:
@@ -101,6 +118,7 @@ def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -
   paths = find_images(spec)
   channels = reader.cfg.model.channels
   taken, tables, failed = set(), [], 0
+  rows, folders, pooled = [], {}, None
   t_start, t_pass = time.perf_counter(), 0.0
   bar = tqdm(total=len(paths), disable=not options.progress or len(paths) < 2, unit="image",
              dynamic_ncols=True)
@@ -134,6 +152,10 @@ def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -
                    file=sys.stderr)
         continue
       tables.append(result.table.assign(image=name))
+      rows.append(report.summary_row(name, result.summary))
+      folders[name] = name
+      hist = _histograms(result, options)
+      pooled = hist if pooled is None else pooled + hist
       count = result.summary["count"]
       tqdm.write(f"{path}: {len(result.table)} droplets with p > {options.threshold}; "
                  f"posterior count {count['median']:.0f} (90% CI {count['ci90'][0]:.0f}–"
@@ -143,6 +165,7 @@ def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -
     combined = pd.concat(tables, ignore_index=True)
     combined.to_csv(os.path.join(out_root, "catalog_all.csv"), index=False)
     combined.to_parquet(os.path.join(out_root, "catalog_all.parquet"), index=False)
+    report.write_folder_report(out_root, rows, folders, pooled, pixel_size=options.pixel_size)
   if tables:  # Nothing at all is written when every image failed.
     _throughput(out_root, len(tables), failed, time.perf_counter() - t_start, t_pass,
                 reader.predictor.devices)

@@ -59,7 +59,7 @@ def _inputs(key, n, *, channels, types, radius_range, background_range, reach):
   return bg, rad * jnp.cos(ang), rad * jnp.sin(ang), jnp.exp(log_r), comp
 
 
-def fit_decoder(key, *, channels=3, types=3, hidden=(32, 16, 8), reach=2.0,
+def fit_decoder(key, *, channels=3, types=3, hidden=(64, 32, 16), reach=2.0,
                 radius_range=(1.0, 8.0), background_range=(-0.5, 1.5), steps=20000,
                 batch=4096, lr=3e-3):
   """Fits the seed MLP to ``appearance``.
@@ -67,7 +67,7 @@ def fit_decoder(key, *, channels=3, types=3, hidden=(32, 16, 8), reach=2.0,
   Returns:
     (params, rmse): the parameters and the intensity RMSE on a fresh held-out sample.
   """
-  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden))
+  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden), reach=reach)
   key, init_key, test_key = jax.random.split(key, 3)
   params = init_params(init_key, channels, types, hidden)
   sched = optax.cosine_decay_schedule(lr, steps, alpha=0.01)

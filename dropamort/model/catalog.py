@@ -23,7 +23,7 @@ class Catalog:
   offset_BYX2: jnp.ndarray  # (x, y) within the cell, in [0, 1)
   radius_BYX: jnp.ndarray  # pixels
   composition_BYXT: jnp.ndarray  # in [0, 1]
-  background_BC: jnp.ndarray  # decoder units (pre-sigmoid)
+  background_BYXC: jnp.ndarray  # decoder units (pre-sigmoid), the smooth field per cell
 
   @property
   def grid_shape(self) -> tuple[int, int]:
@@ -44,7 +44,8 @@ class Catalog:
     sl = (slice(None), slice(top, top + gy), slice(left, left + gx))
     return self.replace(
         on_BYX=self.on_BYX[sl], offset_BYX2=self.offset_BYX2[sl],
-        radius_BYX=self.radius_BYX[sl], composition_BYXT=self.composition_BYXT[sl])
+        radius_BYX=self.radius_BYX[sl], composition_BYXT=self.composition_BYXT[sl],
+        background_BYXC=self.background_BYXC[sl])
 
 
 def to_table(catalog: Catalog, cell: int) -> list[dict[str, np.ndarray]]:
@@ -64,8 +65,9 @@ def to_table(catalog: Catalog, cell: int) -> list[dict[str, np.ndarray]]:
   return tables
 
 
-def from_table(table: dict[str, np.ndarray], background_C, grid_shape, cell: int) -> Catalog:
-  """One image's flat table back onto the cell grid (a batch of one).
+def from_table(table: dict[str, np.ndarray], background, grid_shape, cell: int) -> Catalog:
+  """One image's flat table back onto the cell grid (a batch of one); ``background`` is
+  one value per channel (C,) or per cell (gy, gx, C).
 
   Raises:
     ValueError: two droplets fall into the same cell, or a droplet lies off the grid.
@@ -91,7 +93,8 @@ def from_table(table: dict[str, np.ndarray], background_C, grid_shape, cell: int
   return Catalog(on_BYX=jnp.asarray(on)[None], offset_BYX2=jnp.asarray(offset)[None],
                  radius_BYX=jnp.asarray(radius)[None],
                  composition_BYXT=jnp.asarray(composition)[None],
-                 background_BC=jnp.asarray(background_C, jnp.float32)[None])
+                 background_BYXC=jnp.broadcast_to(jnp.asarray(background, jnp.float32),
+                                                  (gy, gx, np.shape(background)[-1]))[None])
 
 
 def neighbour_index(gy: int, gx: int, k: int) -> jnp.ndarray:

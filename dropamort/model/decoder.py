@@ -22,28 +22,44 @@ class DecoderParamsError(UserError, ValueError):
 DEFAULT_PARAMS = os.path.join(os.path.dirname(__file__), "assets", "default_decoder.npz")
 
 
+EDGE_INIT_PX = 0.5  # Width of the droplet's edge (px) before calibration learns it.
+
+
 class DropletOpticsModel(nn.Module):
-  """Pixel value from its nearest droplet, exactly as the seed model wrote it.
+  """Pixel value from its nearest droplet: the seed's model, wider, with the normalized
+  distance as an extra input and its effect confined to the droplet's disc.
 
   Inputs per pixel: background (C, pre-sigmoid), dx and dy (offset from the droplet
-  centre divided by its radius), the radius r (px) and the composition (T). Output:
-  ``sigmoid(background + delta)`` with ``delta`` from an MLP whose hidden layers are
-  Dense -> LayerNorm -> ReLU.
+  centre divided by its radius), the radius r (px) and the composition (T); the MLP also
+  sees d = sqrt(dx² + dy²), so rims and highlights (functions of d) need no hidden unit
+  to build the square root. Output: ``sigmoid(background + edge · delta)`` with ``delta``
+  from an MLP whose hidden layers are Dense -> LayerNorm -> ReLU, and ``edge`` a soft step
+  from 1 inside the disc to 0 outside it, centred on d = 1 with a learned width in pixels
+  (defocus), tapered to 0 at ``reach``. The step is what makes r the droplet's visible
+  radius: without it a decoder fitted to real images can paint a droplet's rim outside
+  d = 1 and every radius it explains comes out too small.
   """
 
   channels: int = 3
-  hidden: Sequence[int] = (32, 16, 8)
+  hidden: Sequence[int] = (64, 32, 16)
+  reach: float = 2.0
 
   @nn.compact
   def __call__(self, background, dx, dy, r, composition):
-    h = jnp.concatenate(
-        [background, dx[..., None], dy[..., None], r[..., None], composition], axis=-1)
+    d = jnp.sqrt(dx**2 + dy**2 + 1e-12)  # The epsilon keeps the gradient finite at d = 0.
+    raw = self.param("edge", lambda _: jnp.log(jnp.expm1(jnp.asarray(EDGE_INIT_PX - 0.05))))
+    width_px = jax.nn.softplus(raw) + 0.05
+    fade_start = 0.5 * (1 + self.reach)
+    taper = jnp.clip((self.reach - d) / (self.reach - fade_start), 0.0, 1.0)
+    edge = jax.nn.sigmoid((1 - d) * r / width_px) * taper * taper * (3 - 2 * taper)
+    h = jnp.concatenate([background, dx[..., None], dy[..., None], d[..., None],
+                         r[..., None], composition], axis=-1)
     # Materialize the inputs before the MLP: fused into it, XLA:CPU recomputes the
     # concatenation per use and the decoder runs ~2x slower. Same values and gradients.
     h = jax.lax.optimization_barrier(h)
     for width in self.hidden:
       h = nn.relu(nn.LayerNorm()(nn.Dense(width)(h)))
-    delta = nn.Dense(self.channels)(h)
+    delta = nn.Dense(self.channels)(h) * edge[..., None]
     # sigmoid(z) written as exp(-softplus(-z)): same value, but XLA:CPU then fuses the
     # whole MLP into one loop (jax.nn.sigmoid here made rendering ~3x slower).
     return jnp.exp(-jax.nn.softplus(-(background + delta)))
@@ -56,7 +72,7 @@ def bind(module: DropletOpticsModel, params):
 
 def init_params(key, channels: int, types: int, hidden: Sequence[int]):
   """Randomly initialized decoder parameters (a plain pytree)."""
-  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden))
+  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden))  # reach: no params
   z = jnp.zeros((1,))
   return module.init(key, jnp.zeros((1, channels)), z, z, z, jnp.zeros((1, types)))["params"]
 

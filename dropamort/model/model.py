@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -13,34 +15,42 @@ from numpyro.contrib.module import random_flax_module
 from dropamort.config import ModelConfig
 from dropamort.model.catalog import Catalog
 from dropamort.model.decoder import DropletOpticsModel, bind
-from dropamort.model.prior import Prior, sample_catalog
-from dropamort.model.render import render_local
+from dropamort.model.prior import Prior, sample_scene
+from dropamort.model.render import Layer, render_layers
 
 
 def decoder_module(cfg: ModelConfig) -> DropletOpticsModel:
-  return DropletOpticsModel(channels=cfg.channels, hidden=cfg.decoder_hidden)
+  return DropletOpticsModel(channels=cfg.channels, hidden=cfg.decoder_hidden, reach=cfg.reach)
 
 
-def render_catalog(cfg: ModelConfig, decode, catalog: Catalog):
-  """Noise-free images of a batch of catalogs on ``cfg``'s canvas (local renderer)."""
-  return render_local(decode, catalog, height=cfg.height, width=cfg.width, cell=cfg.cell,
-                      reach=cfg.reach, reach_cells=cfg.reach_cells)
+def scene_layers(cfg: ModelConfig, catalog: Catalog, larger=()) -> list[Layer]:
+  """The render layers of a scene: the band catalog, then the larger layers."""
+  layers = [Layer(catalog, cfg.cell, cfg.reach_cells)]
+  for j, cat in enumerate(larger, start=1):
+    cell, _, hi = cfg.larger(j)
+    layers.append(Layer(cat, cell, int(math.ceil(cfg.reach * hi / cell)), float(4**j)))
+  return layers
+
+
+def render_catalog(cfg: ModelConfig, decode, catalog: Catalog, larger=()):
+  """Noise-free images of a batch of scenes on ``cfg``'s canvas (local renderer)."""
+  return render_layers(decode, scene_layers(cfg, catalog, larger), height=cfg.height,
+                       width=cfg.width, reach=cfg.reach)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_renderer(channels: int, hidden: tuple, height: int, width: int, cell: int,
-                       reach: float, reach_cells: int):
+def _compiled_renderer(cfg_items: tuple):
   """``render_catalog`` with the decoder's parameters as an argument, as one jitted
   function: outside jit (NumPyro's ``SVI.init`` runs the model eagerly) it is one
   compiled program instead of hundreds of op-by-op ones; inside jit it is inlined."""
-  module = DropletOpticsModel(channels=channels, hidden=hidden)
-  return jax.jit(lambda params, catalog: render_local(
-      bind(module, params), catalog, height=height, width=width, cell=cell, reach=reach,
-      reach_cells=reach_cells))
+  cfg = ModelConfig(**dict(cfg_items))
+  module = decoder_module(cfg)
+  return jax.jit(lambda params, catalog, larger: render_catalog(
+      cfg, bind(module, params), catalog, larger))
 
 
 def droplet_model(cfg: ModelConfig, prior: Prior, decoder_params=None, images_BHWC=None,
-                  batch: int = 1):
+                  batch: int = 1, background=None):
   """Images of droplets: prior catalog -> optics decoder -> Normal pixel noise.
 
   Args:
@@ -50,24 +60,24 @@ def droplet_model(cfg: ModelConfig, prior: Prior, decoder_params=None, images_BH
       seed's Normal(0, 1) prior (sites ``decoder/...``).
     images_BHWC: observed images, or None to simulate.
     batch: number of images (must equal ``images_BHWC.shape[0]`` when observed).
+    background: per-cell background (B, gy, gx, C) to hold fixed instead of sampling it.
 
   Returns:
-    The (thinned) catalog.
+    The (thinned) band catalog and the larger layers' catalogs.
   """
   if images_BHWC is not None:
     batch = images_BHWC.shape[0]
-  catalog = sample_catalog(cfg, prior, batch)
+  catalog, larger = sample_scene(cfg, prior, batch, background)
   if decoder_params is None:
     z = jnp.zeros((1,))
     decode = random_flax_module("decoder", decoder_module(cfg), dist.Normal(0.0, 1.0),
                                 jnp.zeros((1, cfg.channels)), z, z, z,
                                 jnp.zeros((1, cfg.types)))
-    mean_BHWC = render_catalog(cfg, decode, catalog)
+    mean_BHWC = render_catalog(cfg, decode, catalog, larger)
   else:
-    mean_BHWC = _compiled_renderer(cfg.channels, cfg.decoder_hidden, cfg.height, cfg.width,
-                                   cfg.cell, cfg.reach, cfg.reach_cells)(decoder_params,
-                                                                         catalog)
+    items = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
+    mean_BHWC = _compiled_renderer(items)(decoder_params, catalog, larger)
   with numpyro.plate("image_batch", batch, dim=-1):
     numpyro.sample("image", dist.Normal(mean_BHWC, prior.noise_sigma).to_event(3),
                    obs=images_BHWC)
-  return catalog
+  return catalog, larger

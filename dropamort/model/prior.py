@@ -25,6 +25,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from dropamort.config import ModelConfig
+from dropamort.model.background import cell_background, knot_shape
 from dropamort.model.catalog import Catalog, neighbour_index, pad_flat
 
 
@@ -59,6 +60,8 @@ class Prior:
   radius_scale: jnp.ndarray  # ()
   background_low: jnp.ndarray  # (C,)
   background_high: jnp.ndarray  # (C,)
+  background_sd: jnp.ndarray  # () spread of the smooth background field
+  larger_fraction: jnp.ndarray  # () area share of each layer of larger droplets
   noise_sigma: jnp.ndarray  # ()
 
   @classmethod
@@ -70,6 +73,7 @@ class Prior:
                radius_scale=f(cfg.radius_scale),
                background_low=jnp.broadcast_to(f(cfg.background_low), c),
                background_high=jnp.broadcast_to(f(cfg.background_high), c),
+               background_sd=f(cfg.background_sd), larger_fraction=f(cfg.larger_fraction),
                noise_sigma=f(cfg.noise_sigma))
 
   def summary(self) -> dict:
@@ -119,28 +123,120 @@ def thin_overlaps(catalog: Catalog, priority_BYX, *, cell: int, k: int, min_gap:
                        priority_BYX)
 
 
-def sample_catalog(cfg: ModelConfig, prior: Prior, batch: int) -> Catalog:
-  """Samples a batch of catalogs on the grid of ``cfg`` (NumPyro sample statements)."""
-  gy, gx = cfg.grid_shape
-  with numpyro.plate("images", batch, dim=-2):
-    with numpyro.plate("channels", cfg.channels, dim=-1):
-      background = numpyro.sample(
-          "background", dist.Uniform(prior.background_low, prior.background_high))
-    with numpyro.plate("cells", gy * gx, dim=-1):
-      on = numpyro.sample("on", dist.Bernoulli(probs=cell_probability(cfg, prior)))
-      offset = numpyro.sample("offset", dist.Uniform(0.0, 1.0).expand([2]).to_event(1))
-      radius = numpyro.sample("radius", radius_distribution(cfg, prior))
-      composition = numpyro.sample(
-          "composition", dist.Uniform(0.0, 1.0).expand([cfg.types]).to_event(1))
-      if cfg.hard_core:
-        priority = numpyro.sample("priority", dist.Uniform(0.0, 1.0))
+def thin_by_larger(lower: Catalog, upper: Catalog, *, lower_cell: int,
+                   upper_cell: int, k: int, min_gap: float):
+  """Drops every droplet of ``lower`` that overlaps a droplet of the coarser layer
+  ``upper`` (larger droplets win). ``k``: upper cells on each side that can hold a clash.
 
-  grid = lambda a: a.reshape((batch, gy, gx) + a.shape[2:])
-  catalog = Catalog(on_BYX=grid(on).astype(bool), offset_BYX2=grid(offset),
-                    radius_BYX=grid(radius), composition_BYXT=grid(composition),
-                    background_BC=background)
-  if cfg.hard_core:
-    kept = thin_overlaps(catalog, grid(priority), cell=cfg.cell,
-                         k=thinning_reach_cells(cfg), min_gap=cfg.min_gap)
-    catalog = catalog.replace(on_BYX=numpyro.deterministic("kept", kept))
-  return catalog
+  Returns:
+    kept_BYX, a subset of ``lower.on_BYX``.
+  """
+  m = upper_cell // lower_cell
+  gy, gx = lower.grid_shape
+  big_x = upper.grid_shape[1] + 2 * k
+  span = np.arange(2 * k + 1)
+  rows = (np.arange(gy) // m)[:, None] + span[None]
+  cols = (np.arange(gx) // m)[:, None] + span[None]
+  nbr_YXM = jnp.asarray((rows[:, None, :, None] * big_x + cols[None, :, None, :]).reshape(
+      gy, gx, -1))
+
+  def one(on_YX, centres_YX2, r_YX, up_on, up_centres, up_r):
+    on_M = pad_flat(up_on, k, False)[nbr_YXM]
+    x_M = pad_flat(up_centres[..., 0], k, 0.0)[nbr_YXM]
+    y_M = pad_flat(up_centres[..., 1], k, 0.0)[nbr_YXM]
+    r_M = pad_flat(up_r, k, 0.0)[nbr_YXM]
+    dist2 = (x_M - centres_YX2[..., :1]) ** 2 + (y_M - centres_YX2[..., 1:]) ** 2
+    clash = on_M & (dist2 < (r_M + r_YX[..., None] + min_gap) ** 2)
+    return on_YX & ~jnp.any(clash, axis=-1)
+
+  return jax.vmap(one)(lower.on_BYX, lower.centres_BYX2(lower_cell), lower.radius_BYX,
+                       upper.on_BYX, upper.centres_BYX2(upper_cell), upper.radius_BYX)
+
+
+def sample_background(cfg: ModelConfig, prior: Prior, batch: int, grid, cell: int):
+  """Per-cell background (B, gy, gx, C): a mean level per image plus, with
+  ``background_knot``, a smooth field of knot deviations (NumPyro sites ``background``
+  and ``background_field``)."""
+  with numpyro.plate("images", batch, dim=-2), numpyro.plate("channels", cfg.channels, dim=-1):
+    mean = numpyro.sample("background", dist.Uniform(prior.background_low,
+                                                     prior.background_high))
+  if not cfg.background_knot:
+    return jnp.broadcast_to(mean[:, None, None, :], (batch,) + tuple(grid) + (cfg.channels,))
+  ky, kx = knot_shape(cfg.height, cfg.width, cfg.background_knot)
+  with numpyro.plate("field_images", batch, dim=-1):
+    field = numpyro.sample("background_field", dist.Normal(0.0, prior.background_sd).expand(
+        [ky, kx, cfg.channels]).to_event(3))
+  return cell_background(mean, field, grid=grid, cell=cell, knot=cfg.background_knot)
+
+
+def _layer_sites(cfg: ModelConfig, name: str, n: int, p_on, radius_dist):
+  """The per-cell sample sites of one layer (inside the images plate)."""
+  with numpyro.plate(f"{name}cells", n, dim=-1):
+    on = numpyro.sample(f"{name}on", dist.Bernoulli(probs=p_on))
+    offset = numpyro.sample(f"{name}offset", dist.Uniform(0.0, 1.0).expand([2]).to_event(1))
+    radius = numpyro.sample(f"{name}radius", radius_dist)
+    composition = numpyro.sample(f"{name}composition",
+                                 dist.Uniform(0.0, 1.0).expand([cfg.types]).to_event(1))
+    priority = (numpyro.sample(f"{name}priority", dist.Uniform(0.0, 1.0))
+                if cfg.hard_core else None)
+  return on, offset, radius, composition, priority
+
+
+def larger_grid(cfg: ModelConfig, j: int) -> tuple[int, int]:
+  cell = cfg.larger(j)[0]
+  return -(-cfg.height // cell), -(-cfg.width // cell)
+
+
+def sample_scene(cfg: ModelConfig, prior: Prior, batch: int, background=None):
+  """Samples a batch of scenes on ``cfg``'s canvas: the catalog of droplets in the radius
+  band (on the grid of ``cfg.cell``) and the catalogs of the larger layers (NumPyro
+  sample statements). ``background`` (B, gy, gx, C) fixes the background instead of
+  sampling it.
+
+  Returns:
+    (band Catalog, tuple of larger-layer Catalogs).
+  """
+  gy, gx = cfg.grid_shape
+  if background is None:
+    background = sample_background(cfg, prior, batch, (gy, gx), cfg.cell)
+  layers = []
+  with numpyro.plate("images", batch, dim=-2):
+    sites = [_layer_sites(cfg, "", gy * gx, cell_probability(cfg, prior),
+                          radius_distribution(cfg, prior))]
+    for j in range(1, cfg.larger_layers + 1):
+      cell, lo, hi = cfg.larger(j)
+      mean_r2 = (hi**2 - lo**2) / (2 * math.log(hi / lo))  # E[r²] of log-uniform r.
+      p_on = jnp.clip(prior.larger_fraction * cell**2 / (math.pi * mean_r2), 0.0, 1.0)
+      lgy, lgx = larger_grid(cfg, j)
+      sites.append(_layer_sites(cfg, f"larger{j}_", lgy * lgx, p_on, dist.LogUniform(lo, hi)))
+  for j, (on, offset, radius, composition, priority) in enumerate(sites):
+    shape = (gy, gx) if j == 0 else larger_grid(cfg, j)
+    grid = lambda a: a.reshape((batch,) + shape + a.shape[2:])
+    cat = Catalog(on_BYX=grid(on).astype(bool), offset_BYX2=grid(offset),
+                  radius_BYX=grid(radius), composition_BYXT=grid(composition),
+                  background_BYXC=background if j == 0 else jnp.zeros(
+                      (batch,) + shape + (cfg.channels,)))
+    if cfg.hard_core:
+      cell = cfg.cell if j == 0 else cfg.larger(j)[0]
+      hi = cfg.radius_max if j == 0 else cfg.larger(j)[2]
+      kept = thin_overlaps(cat, grid(priority), cell=cell,
+                           k=int(math.ceil((2 * hi + cfg.min_gap) / cell)), min_gap=cfg.min_gap)
+      cat = cat.replace(on_BYX=kept)
+    layers.append(cat)
+  if cfg.hard_core:  # Larger droplets win: from the largest layer down.
+    for upper in range(len(layers) - 1, 0, -1):
+      ucell, _, uhi = cfg.larger(upper)
+      for lower in range(upper):
+        lcell = cfg.cell if lower == 0 else cfg.larger(lower)[0]
+        lhi = cfg.radius_max if lower == 0 else cfg.larger(lower)[2]
+        kept = thin_by_larger(layers[lower], layers[upper], lower_cell=lcell, upper_cell=ucell,
+                              k=int(math.ceil((uhi + lhi + cfg.min_gap) / ucell)),
+                              min_gap=cfg.min_gap)
+        layers[lower] = layers[lower].replace(on_BYX=kept)
+    layers[0] = layers[0].replace(on_BYX=numpyro.deterministic("kept", layers[0].on_BYX))
+  return layers[0], tuple(layers[1:])
+
+
+def sample_catalog(cfg: ModelConfig, prior: Prior, batch: int) -> Catalog:
+  """The band catalog of ``sample_scene`` (thinned by the larger layers too)."""
+  return sample_scene(cfg, prior, batch)[0]

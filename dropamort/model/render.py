@@ -16,14 +16,18 @@ N droplets, P pixels, F cells of the padded grid (flat), C channels, T types.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
+from dropamort.model.background import pixel_background
 from dropamort.model.catalog import Catalog
 
 
 def _shade(decode, bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT, reach: float):
-  """Decoder value where a droplet is within reach, bare background elsewhere."""
+  """Decoder value where a droplet is within reach, bare background elsewhere; ``r_P`` is
+  the radius the decoder sees."""
   near_P = d2_P <= reach**2
   # Unreached pixels may carry an empty cell's values; zero them so no NaN can leak into
   # gradients through the discarded branch of `where`.
@@ -76,6 +80,17 @@ def _nearest_local(catalog: Catalog, *, cell: int, k: int):
   return (image * (gy + 2 * k) + rows) * (gx + 2 * k) + cols, d2
 
 
+class Layer(NamedTuple):
+  """One scale layer of a catalog: its grid's cell size, how many cells around a pixel can
+  reach it, and ``r_scale``: the decoder sees r / r_scale, the radius at the pyramid level
+  where the layer's droplets are in the model's radius band (1 for the band itself)."""
+
+  catalog: Catalog
+  cell: int
+  reach_cells: int
+  r_scale: float = 1.0
+
+
 def render_local(decode, catalog: Catalog, *, height: int, width: int, cell: int,
                  reach: float, reach_cells: int):
   """Renders a batch of catalogs; cost O(pixels · (2·reach_cells+1)²).
@@ -89,30 +104,54 @@ def render_local(decode, catalog: Catalog, *, height: int, width: int, cell: int
   Returns:
     images_BHWC.
   """
-  b = catalog.on_BYX.shape[0]
-  gy, gx = catalog.grid_shape
-  k = reach_cells
-  idx, d2 = jax.lax.optimization_barrier(_nearest_local(catalog, cell=cell, k=k))
-  # One gather of packed rows (x, y, r, composition) is cheaper than one per attribute.
-  attrs_BYXA = jnp.concatenate([catalog.centres_BYX2(cell), catalog.radius_BYX[..., None],
-                                catalog.composition_BYXT], axis=-1)
-  pad = [(0, 0), (k, k), (k, k), (0, 0)]
-  attrs_FA = jnp.pad(attrs_BYXA, pad, constant_values=1.0).reshape(-1, attrs_BYXA.shape[-1])
-  chosen_PA = attrs_FA[idx.reshape(-1)]
-  # Pixel order of idx is (B, Y, U, X, V): row-major over each image.
-  py, px = jnp.meshgrid(jnp.arange(gy * cell, dtype=jnp.float32) + 0.5,
-                        jnp.arange(gx * cell, dtype=jnp.float32) + 0.5, indexing="ij")
+  return render_layers(decode, [Layer(catalog, cell, reach_cells)], height=height,
+                       width=width, reach=reach)
+
+
+def render_layers(decode, layers: list[Layer], *, height: int, width: int, reach: float):
+  """Renders catalogs of several scale layers into one image batch: each pixel takes the
+  nearest droplet over all layers (the seed's rule across scales). The background is the
+  first layer's per-cell field.
+
+  Returns:
+    images_BHWC.
+  """
+  b = layers[0].catalog.on_BYX.shape[0]
+  d2s, rows = [], []
+  for layer in layers:
+    cat, cell, k = layer.catalog, layer.cell, layer.reach_cells
+    gy, gx = cat.grid_shape
+    idx, d2 = jax.lax.optimization_barrier(_nearest_local(cat, cell=cell, k=k))
+    crop = lambda a: a.reshape(b, gy * cell, gx * cell)[:, :height, :width].reshape(-1)
+    # One gather of packed rows (x, y, r, decoder r, composition) is cheaper than several.
+    attrs_BYXA = jnp.concatenate([cat.centres_BYX2(cell), cat.radius_BYX[..., None],
+                                  cat.radius_BYX[..., None] / layer.r_scale,
+                                  cat.composition_BYXT], axis=-1)
+    pad = [(0, 0), (k, k), (k, k), (0, 0)]
+    attrs_FA = jnp.pad(attrs_BYXA, pad, constant_values=1.0).reshape(-1, attrs_BYXA.shape[-1])
+    d2s.append(crop(d2))
+    rows.append(attrs_FA[crop(idx)])
+  d2_P, chosen_PA = d2s[0], rows[0]
+  for d2, row in zip(d2s[1:], rows[1:]):  # Strict: ties keep the earlier layer.
+    closer = d2 < d2_P
+    d2_P, chosen_PA = jnp.where(closer, d2, d2_P), jnp.where(closer[:, None], row, chosen_PA)
+  first = layers[0]
+  py, px = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32) + 0.5,
+                        jnp.arange(width, dtype=jnp.float32) + 0.5, indexing="ij")
   px_P, py_P = jnp.tile(px.reshape(-1), b), jnp.tile(py.reshape(-1), b)
   x_P, y_P, r_P = chosen_PA[:, 0], chosen_PA[:, 1], chosen_PA[:, 2]
-  bg_PC = jnp.repeat(catalog.background_BC, gy * cell * gx * cell, axis=0)
-  out_PC = _shade(decode, bg_PC, d2.reshape(-1), (px_P - x_P) / r_P, (py_P - y_P) / r_P, r_P,
-                  chosen_PA[:, 3:], reach)
-  return out_PC.reshape(b, gy * cell, gx * cell, -1)[:, :height, :width]
+  bg = first.catalog.background_BYXC
+  bg_PC = pixel_background(bg, first.cell, height, width).reshape(-1, bg.shape[-1])
+  out_PC = _shade(decode, bg_PC, d2_P, (px_P - x_P) / r_P, (py_P - y_P) / r_P,
+                  chosen_PA[:, 3], chosen_PA[:, 4:], reach)
+  return out_PC.reshape(b, height, width, -1)
 
 
 def render_dense(decode, x_N, y_N, r_N, comp_NT, on_N,
-                 background_C, *, height: int, width: int, reach: float):
-  """Reference renderer for one image: every pixel against every droplet (the seed's rule).
+                 background_HWC, *, height: int, width: int, reach: float, rin_N=None):
+  """Reference renderer for one image: every pixel against every droplet (the seed's rule);
+  ``background_HWC`` is the per-pixel background, ``rin_N`` the radii the decoder sees
+  (default: r).
 
   Returns:
     image_HWC.
@@ -131,7 +170,8 @@ def render_dense(decode, x_N, y_N, r_N, comp_NT, on_N,
   px_P = jnp.broadcast_to(px_W[None, :], (height, width)).reshape(-1)
   py_P = jnp.broadcast_to(py_H[:, None], (height, width)).reshape(-1)
   r_P = r_N[idx_P]
-  bg_PC = jnp.broadcast_to(jnp.asarray(background_C), (height * width, len(background_C)))
+  rin_P = r_P if rin_N is None else jnp.asarray(rin_N, jnp.float32)[idx_P]
+  bg_PC = jnp.asarray(background_HWC).reshape(height * width, -1)
   out_PC = _shade(decode, bg_PC, d2_P, (px_P - x_N[idx_P]) / r_P,
-                  (py_P - y_N[idx_P]) / r_P, r_P, jnp.asarray(comp_NT)[idx_P], reach)
+                  (py_P - y_N[idx_P]) / r_P, rin_P, jnp.asarray(comp_NT)[idx_P], reach)
   return out_PC.reshape(height, width, -1)

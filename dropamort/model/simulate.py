@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from numpyro import handlers
 
 from dropamort.config import ConfigError, ModelConfig
+from dropamort.model.background import interpolate
 from dropamort.model.catalog import Catalog
 from dropamort.model.model import droplet_model
 from dropamort.model.prior import Prior
@@ -61,26 +62,53 @@ def rebin(catalog: Catalog, shift_B2, *, margin: int, grid: tuple[int, int], cel
                  offset_BYX2=pick([c[1] for c in cands]),
                  radius_BYX=pick([c[2].radius_BYX for c in cands]),
                  composition_BYXT=pick([c[2].composition_BYXT for c in cands]),
-                 background_BC=catalog.background_BC)
+                 background_BYXC=shifted_background(catalog.background_BYXC, shift_B2,
+                                                    margin=margin, grid=grid, cell=cell))
   lost_B = (inside_BYXK.sum(-1) - on).sum(axis=(1, 2))
   return crop, lost_B
 
 
-def simulate(key, decoder_params, prior: Prior, *, cfg: ModelConfig, n: int):
+def shifted_background(background_BYXC, shift_B2, *, margin: int, grid, cell: int):
+  """The canvas's per-cell background at the centres of the crop's cells."""
+  gy, gx = grid
+
+  def one(bg_YXC, shift_2):
+    rows = margin + shift_2[1] / cell + jnp.arange(gy, dtype=jnp.float32)
+    cols = margin + shift_2[0] / cell + jnp.arange(gx, dtype=jnp.float32)
+    return interpolate(bg_YXC[None], rows, cols)[0]
+
+  return jax.vmap(one)(background_BYXC, shift_B2.astype(jnp.float32))
+
+
+def larger_tables(cfg: ModelConfig, larger, start_B2):
+  """The larger layers' droplets in crop coordinates: (centres_BN2, radius_BN, on_BN)
+  with ``on`` false for droplets centred outside the crop."""
+  out = []
+  for j, cat in enumerate(larger, start=1):
+    b = cat.on_BYX.shape[0]
+    centres = cat.centres_BYX2(cfg.larger(j)[0]).reshape(b, -1, 2) - start_B2[:, None, :]
+    inside = jnp.all((centres >= 0) & (centres < jnp.array([cfg.width, cfg.height])), -1)
+    out.append((centres, cat.radius_BYX.reshape(b, -1), cat.on_BYX.reshape(b, -1) & inside))
+  return tuple(out)
+
+
+def simulate(key, decoder_params, prior: Prior, *, cfg: ModelConfig, n: int,
+             with_larger: bool = False):
   """Simulates ``n`` images and their true catalogs, with no Python loop over either.
 
-  ``cfg`` and ``n`` are static: bind them (``make_simulate``) before jitting; the decoder
-  parameters and the ``prior`` are data.
+  ``cfg``, ``n`` and ``with_larger`` are static: bind them (``make_simulate``) before
+  jitting; the decoder parameters and the ``prior`` are data.
 
   Returns:
-    images_BHWC and the ``Catalog`` batch (droplets whose centres lie in the image).
+    images_BHWC and the band's ``Catalog`` batch (droplets whose centres lie in the
+    image); with ``with_larger`` also the larger layers' ``larger_tables``.
   """
   if cfg.height % cfg.cell or cfg.width % cfg.cell:
     raise ConfigError(f"model.height/model.width must be multiples of model.cell "
                       f"({cfg.cell}) to simulate (got {(cfg.height, cfg.width)})")
   model_key, shift_key = jax.random.split(key)
   with handlers.seed(rng_seed=model_key), handlers.trace() as tr:
-    catalog = droplet_model(canvas_config(cfg), prior, decoder_params, None, n)
+    catalog, larger = droplet_model(canvas_config(cfg), prior, decoder_params, None, n)
   canvas_BHWC = tr["image"]["value"]
   if cfg.shift:
     shift_B2 = jax.random.randint(shift_key, (n, 2), 0, cfg.cell)
@@ -95,14 +123,16 @@ def simulate(key, decoder_params, prior: Prior, *, cfg: ModelConfig, n: int):
     catalog, _ = rebin(catalog, shift_B2, margin=cfg.margin, grid=(gy, gx), cell=cfg.cell)
   else:
     catalog = catalog.crop(cfg.margin, cfg.margin, gy, gx)
+  if with_larger:
+    return images, catalog, larger_tables(cfg, larger, start)
   return images, catalog
 
 
-def make_simulate(cfg: ModelConfig, n: int):
+def make_simulate(cfg: ModelConfig, n: int, with_larger: bool = False):
   """``simulate`` with its static configuration bound and jitted:
   ``f(key, decoder_params, prior=None)``; no prior means ``cfg``'s starting values."""
   def sim(key, decoder_params, prior=None):
     return simulate(key, decoder_params, Prior.from_config(cfg) if prior is None else prior,
-                    cfg=cfg, n=n)
+                    cfg=cfg, n=n, with_larger=with_larger)
 
   return jax.jit(sim)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logit
+from scipy.ndimage import median_filter
 from skimage.feature import blob_log
 
 from dropamort.encoder.posterior import CatalogPosterior
@@ -19,6 +20,18 @@ def log_blobs(image_HWC: np.ndarray, radius_max: float, threshold: float = 0.05)
                    threshold=threshold)
   y, x, s = blobs.T if len(blobs) else np.zeros((3, 0))
   return x + 0.5, y + 0.5, s * np.sqrt(2)  # Pixel centres sit at +0.5.
+
+
+def local_background(image_HWC: np.ndarray, cell: int, window: int = 8,
+                     percentile: float = 75.0) -> np.ndarray:
+  """Per cell (gy, gx, C): an upper percentile of the cell's pixels (the blobs are darker
+  than what surrounds them), smoothed by a median over ``window`` × ``window`` cells."""
+  h, w, c = image_HWC.shape
+  gy, gx = -(-h // cell), -(-w // cell)
+  padded = np.pad(image_HWC, [(0, gy * cell - h), (0, gx * cell - w), (0, 0)], mode="edge")
+  blocks = padded.reshape(gy, cell, gx, cell, c).transpose(0, 2, 1, 3, 4).reshape(gy, gx, -1, c)
+  per_cell = np.percentile(blocks, percentile, axis=2)
+  return median_filter(per_cell, size=(window, window, 1), mode="nearest").clip(0.01, 0.99)
 
 
 def blob_posterior(image_HWC: np.ndarray, cell: int, radius_max: float,
@@ -35,11 +48,11 @@ def blob_posterior(image_HWC: np.ndarray, cell: int, radius_max: float,
     on[row, col] = True
     off[row, col] = np.clip([x[k] / cell - col, y[k] / cell - row], 0.01, 0.99)
     rad[row, col] = np.clip(r[k], 0.5, radius_max)
-  bg = np.median(image_HWC.reshape(-1, image_HWC.shape[-1]), 0).clip(0.01, 0.99)
+  bg = local_background(image_HWC, cell)
   small = lambda shape: jnp.full(shape, 0.05)
   return CatalogPosterior(
       on_logit_BYX=jnp.where(jnp.asarray(on), 20.0, -20.0)[None],
       offset_loc_BYX2=logit(jnp.asarray(off))[None], offset_scale_BYX2=small((1, gy, gx, 2)),
       logr_loc_BYX=jnp.log(jnp.asarray(rad))[None], logr_scale_BYX=small((1, gy, gx)),
       comp_loc_BYXT=jnp.zeros((1, gy, gx, types)), comp_scale_BYXT=jnp.ones((1, gy, gx, types)),
-      bg_loc_BC=logit(jnp.asarray(bg))[None], bg_scale_BC=small((1, len(bg))))
+      bg_loc_BYXC=logit(jnp.asarray(bg, jnp.float32))[None], bg_scale_BYXC=small((1,) + bg.shape))

@@ -72,3 +72,21 @@ def fit_prior(key, observed: CatalogStats, cfg: ModelConfig, prior: Prior, *,
         radius_scale=jnp.float32(np.clip(float(prior.radius_scale) * observed.log_r_sd
                                          / max(sim.log_r_sd, 1e-6), 0.02, 3.0)))
   return prior
+
+
+def fit_background(prior: Prior, posteriors) -> Prior:
+  """The background prior refit to the fields the encoder reads: the range of the images'
+  mean levels (per channel, widened by a fifth of itself so new images fit) and the spread
+  of each field around its image's mean.
+
+  Args:
+    posteriors: one ``CatalogPosterior`` (batch of one) per image.
+  """
+  fields = [np.asarray(p.bg_loc_BYXC[0]) for p in posteriors]
+  means = np.stack([f.mean((0, 1)) for f in fields])  # (images, C)
+  lo, hi = means.min(0), means.max(0)
+  pad = 0.2 * np.maximum(hi - lo, 0.1)
+  spread = float(np.sqrt(np.mean([np.mean((f - f.mean((0, 1))) ** 2) for f in fields])))
+  return prior.replace(background_low=jnp.asarray(lo - pad, jnp.float32),
+                       background_high=jnp.asarray(hi + pad, jnp.float32),
+                       background_sd=jnp.float32(max(spread, 0.02)))

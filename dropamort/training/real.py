@@ -1,21 +1,31 @@
-"""The real images of a calibration run and what the run measures on them.
+"""The real images of a calibration run, read at every pyramid level, and what the run
+measures on them.
 
 The images are split once (``data.real.split_holdout``): the wake stage and the prior
 refit see only the fitted part; the held-out part judges every round (reconstruction
-RMSE of the posterior point estimate, against a flat mean colour), and picks the
-``calibrated`` checkpoint.
+RMSE of the posterior point estimate, against a flat mean colour) and the wake stage's
+convergence, and picks the ``calibrated`` checkpoint. Every image is read as a pyramid,
+as inference reads it, so calibration fits droplets of every size: at each level the
+band's droplets are modelled and the pixels of larger droplets (kept at coarser levels)
+are left out of the likelihood.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import jax
 import numpy as np
 
 from dropamort.config import CalibrateConfig, DataConfig, ModelConfig
 from dropamort.data.real import load_real, split_holdout
 from dropamort.encoder.posterior import CatalogPosterior
-from dropamort.model.reconstruct import reconstruct
+from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
+                               render_levels)
+
+COVER = 1.25  # Pixels within this many radii of a larger droplet are left out.
+OFF_LOGIT = -30.0
 
 
 def pad_to_cells(image_HWC: np.ndarray, cell: int) -> np.ndarray:
@@ -24,45 +34,100 @@ def pad_to_cells(image_HWC: np.ndarray, cell: int) -> np.ndarray:
   return np.pad(image_HWC, [(0, -h % cell), (0, -w % cell), (0, 0)], mode="edge")
 
 
+@dataclasses.dataclass
+class View:
+  """One pyramid level of one real image as the wake stage sees it."""
+
+  image: np.ndarray  # The level's image.
+  posterior: CatalogPosterior  # Its posterior, cells inside larger droplets switched off.
+  weight: np.ndarray  # (H, W): 1 where scored, 0 under a larger droplet.
+
+
 class RealImages:
-  """The fitted and held-out real images (structure only; no per-round state)."""
+  """The fitted and held-out real images and their pyramids (structure only)."""
 
   def __init__(self, data: DataConfig, model: ModelConfig, calibrate: CalibrateConfig):
     crop = calibrate.wake_crop
     images = load_real(data, model.channels, (crop, crop))
     self.fitted, self.held_out = split_holdout(images, calibrate.holdout, crop)
-    self.cell = model.cell
+    self.model = model
+    self.levels = lambda im: plan_levels(*im.shape[:2], model)
 
-  def posteriors(self, posterior_fn, params, images) -> list[CatalogPosterior]:
-    """The encoder's posterior of each whole image (cell-padded grid, batch of one)."""
-    return [posterior_fn(params, pad_to_cells(im, self.cell)[None]) for im in images]
+  def read(self, posterior_fn, params, images) -> list[list[LevelResult]]:
+    """The encoder's posterior of every level of every image."""
+    out = []
+    for image in images:
+      levels = self.levels(image)
+      pyramid = build_pyramid(image, len(levels))
+      out.append([LevelResult(lv, im, posterior_fn(params, pad_to_cells(im, self.model.cell)[None]))
+                  for lv, im in zip(levels, pyramid)])
+    return out
 
-  def grids(self, images) -> list[tuple[int, int]]:
-    """Whole cells inside each image (where crops may sit)."""
-    return [(im.shape[0] // self.cell, im.shape[1] // self.cell) for im in images]
+  def views(self, read: list[list[LevelResult]], threshold: float) -> list[View]:
+    """Every level of every image as a wake view (see ``View``)."""
+    out = []
+    for levels in read:
+      cands = merged_candidates(levels, self.model, threshold)
+      for lr in levels:
+        out.append(_view(lr, cands, threshold, self.model.cell))
+    return out
 
-  def record(self, model: ModelConfig, decoder_params, posteriors, threshold: float) -> dict:
-    """Held-out reconstruction RMSE (all pixels pooled), a flat mean colour's RMSE on the
-    same images, and droplets per held-out image."""
+  def record(self, decoder_params, read: list[list[LevelResult]], threshold: float) -> dict:
+    """Held-out reconstruction RMSE (all pixels pooled, pyramid droplets rendered at the
+    base size), a flat mean colour's RMSE on the same images, droplets per image."""
     sq = flat = n = count = 0.0
-    for image, post in zip(self.held_out, posteriors):
-      h, w = image.shape[:2]
-      recon = reconstruct(model, decoder_params, post.point(threshold), height=h, width=w)
+    for image, levels in zip(self.held_out, read):
+      cands = merged_candidates(levels, self.model, threshold)
+      recon = render_levels(self.model, decoder_params, levels, cands, threshold)
       sq += float(np.sum((recon - image) ** 2))
       flat += float(np.sum((image - image.mean((0, 1))) ** 2))
       n += image.size
-      t = post.to_table(self.cell, threshold)[0]
-      count += int(np.sum((t["x"] < w) & (t["y"] < h)))
+      count += int(np.sum(cands["p"] > threshold))
     return {"real_rmse": math.sqrt(sq / n), "flat_rmse": math.sqrt(flat / n),
             "count_per_image": count / len(self.held_out)}
 
 
-def radii_and_area(posteriors, images, cell: int, threshold: float):
-  """Radii of the droplets the posteriors list inside the images, and the images' area."""
-  radii, area = [], 0.0
-  for post, image in zip(posteriors, images):
-    h, w = image.shape[:2]
-    t = post.to_table(cell, threshold)[0]
-    radii.append(np.asarray(t["r"])[(t["x"] < w) & (t["y"] < h)])
-    area += h * w
-  return np.concatenate(radii), area
+def _view(lr: LevelResult, cands: dict, threshold: float, cell: int) -> View:
+  """Level ``lr`` with the droplets kept at coarser levels masked out."""
+  f = lr.level.factor
+  big = (cands["level"] > lr.level.index) & (cands["p"] > threshold)
+  bx, by, br = (np.asarray(cands[k])[big] / f for k in ("x", "y", "r"))
+  h, w = lr.image.shape[:2]
+  weight = np.ones((h, w), np.float32)
+  for x, y, r in zip(bx, by, br):
+    reach = COVER * r
+    y0, y1 = max(0, int(y - reach)), min(h, int(y + reach) + 1)
+    x0, x1 = max(0, int(x - reach)), min(w, int(x + reach) + 1)
+    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
+    weight[y0:y1, x0:x1][(xx - x) ** 2 + (yy - y) ** 2 < reach**2] = 0.0
+  post = jax.tree.map(np.asarray, lr.posterior)
+  gy, gx = post.on_logit_BYX.shape[1:]
+  col, row = np.meshgrid(np.arange(gx), np.arange(gy))
+  sig = 1 / (1 + np.exp(-post.offset_loc_BYX2[0]))
+  cx, cy = (col + sig[..., 0]) * cell, (row + sig[..., 1]) * cell
+  inside = np.zeros((gy, gx), bool)
+  for x, y, r in zip(bx, by, br):
+    inside |= (cx - x) ** 2 + (cy - y) ** 2 < r**2
+  on_logit = np.where(inside[None], OFF_LOGIT, post.on_logit_BYX)
+  return View(lr.image, post.replace(on_logit_BYX=on_logit), weight)
+
+
+def band_stats(read: list[list[LevelResult]], model: ModelConfig, threshold: float):
+  """What a training crop sees, pooled over every level of the fitted images: radii (own
+  pixels) of the band's droplets, the levels' total area, and the share of that area
+  covered by larger droplets (kept at coarser levels)."""
+  radii, area, covered = [], 0.0, 0.0
+  for levels in read:
+    cands = merged_candidates(levels, model, threshold)
+    sure = cands["p"] > threshold
+    for lr in levels:
+      f = lr.level.factor
+      h, w = lr.image.shape[:2]
+      r = np.asarray(cands["r"]) / f
+      mine = sure & (r >= model.radius_min) & (r < model.radius_max) & (
+          np.asarray(cands["level"]) <= lr.level.index)
+      radii.append(r[mine])
+      bigger = sure & (r >= model.radius_max)
+      covered += float(np.sum(math.pi * r[bigger] ** 2))
+      area += h * w
+  return np.concatenate(radii), area, covered / max(area, 1.0)

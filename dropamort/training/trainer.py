@@ -28,17 +28,18 @@ from dropamort.errors import UserError
 from dropamort.model.decoder import load_params
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.training.bootstrap import blob_posterior, log_blobs
-from dropamort.training.prior_fit import fit_prior, stats_of
-from dropamort.training.real import RealImages, radii_and_area
+from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
+from dropamort.training.real import RealImages, band_stats
 from dropamort.training.report import MetricsLog
 from dropamort.training.state import (DONE, REFIT, SLEEP, STAGE_NAMES, WAKE, abstract_init,
                                       init_state, make_optimizer, make_wake_optimizer, rounds,
                                       total_steps)
 from dropamort.training.step import make_posterior_fn, make_sleep_step
 from dropamort.training.validate import validate, validation_set
-from dropamort.training.wake import crop_batch, make_wake_step, pad_posterior
+from dropamort.training.wake import WakeViews, make_wake_loss, make_wake_step
 
-STREAMS = ("init", "sleep", "wake", "crops", "refit")  # Key streams: fold_in(seed key, i).
+# Key streams: fold_in(seed key, i).
+STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout")
 
 
 class NonFiniteLoss(UserError, RuntimeError):
@@ -102,8 +103,9 @@ class Trainer:
         images=t.val_images, seed=t.val_seed, data_dir=os.path.join(self.run_dir, "val_data"))
     self.real = RealImages(cfg.data, m, cfg.calibrate) if rounds(cfg) else None
     if self.real is not None:
-      self.wake_step = make_wake_step(m, self.wake_tx, size=cfg.calibrate.wake_crop // m.cell,
-                                      samples=cfg.calibrate.wake_samples)
+      size, samples = cfg.calibrate.wake_crop // m.cell, cfg.calibrate.wake_samples
+      self.wake_step = make_wake_step(m, self.wake_tx, size=size, samples=samples)
+      self.wake_loss = jax.jit(make_wake_loss(m, size=size, samples=samples))
     self.log = MetricsLog(os.path.join(self.run_dir, "metrics.jsonl"))
     self.rounds_log = MetricsLog(os.path.join(self.run_dir, "calibration.jsonl"))
     self.last_metrics, self.last_record = None, None
@@ -209,75 +211,122 @@ class Trainer:
   # -- wake -----------------------------------------------------------------------------
 
   def wake(self, state, steps: int | None = None):
-    """The wake stage of the state's round: decoder and noise on crops of the fitted
-    real images; ``steps`` stops it early (for tests), else it runs to its end."""
-    c, m = self.cfg.calibrate, self.cfg.model
+    """The wake stage of the state's round: decoder and noise on crops of every pyramid
+    level of the fitted real images, until the loss on fixed held-out crops stops
+    improving (the best decoder is kept) or ``calibrate.wake_steps``; ``steps`` stops it
+    early (for tests)."""
+    c = self.cfg.calibrate
     r = int(state.round)
     if int(state.wake_step) == 0:  # The stage starts: fresh optimizer, bootstrap or not.
       state = self._start_wake(state)
-    posts = self._wake_posteriors(state)
-    halo, size = m.reach_cells, c.wake_crop // m.cell
-    padded = [pad_posterior(p, halo) for p in posts]
-    grids = self.real.grids(self.real.fitted)
+    train, held = self._wake_views(state)
     wake_key, crop_key = (jax.random.fold_in(self.keys[s], r) for s in ("wake", "crops"))
     end = c.wake_steps if steps is None else min(c.wake_steps, int(state.wake_step) + steps)
-    bad, start = 0, int(state.wake_step)
+    bad, start, metrics = 0, int(state.wake_step), {}
     bar = tqdm(total=c.wake_steps, initial=start, desc=f"round {r} wake", leave=False,
                disable=not (self.cfg.trainer.progress and self.primary))
     with _StopOnSigterm() as sigterm:
       for i in range(start, end):
-        positions = crop_positions(jax.random.fold_in(crop_key, i), grids, c.wake_batch, size)
-        post, crops = crop_batch(padded, self.real.fitted, positions, size=size, halo=halo,
-                                 cell=m.cell)
-        state, metrics = self.wake_step(state, wake_key, post, crops)
+        positions = crop_positions(jax.random.fold_in(crop_key, i), train.grids,
+                                   c.wake_batch, train.size)
+        state, metrics = self.wake_step(state, wake_key, *train.batch(positions))
         bad += int(not bool(metrics["finite"]))
         bar.update(1)
+        if (i + 1) % c.wake_eval_every == 0 or i + 1 == c.wake_steps:
+          state = self._wake_checkpoint(state, held)
+          bar.set_postfix(held_out=f"{float(state.wake_best):.4f}")
         if sigterm.received:
           self._preempted(state, bar, f"wake step {i + 1} of round {r}")
+        if int(state.wake_since) >= c.wake_patience:
+          break
     bar.close()
-    if end > start and bad == end - start:
+    if end > start and bad == int(state.wake_step) - start:
       raise WakeFailed(f"round {r}: every wake step was non-finite; the last checkpoint "
                        f"({self.ckpt.directory}) is kept")
-    if int(state.wake_step) >= c.wake_steps:
-      state = self._place(state.replace(stage=jnp.int32(REFIT), updates=state.updates + 1))
-      self.rounds_log.write(event="wake", round=r, loss_per_pixel=float(metrics["loss"]),
-                            noise_sigma=float(state.prior.noise_sigma),
-                            nonfinite_steps=bad, bootstrap=bool(state.bootstrap))
+    if int(state.wake_step) >= c.wake_steps or int(state.wake_since) >= c.wake_patience:
+      state = self._end_wake(state, bad)
     self._save(state)
     return state
 
+  def _wake_checkpoint(self, state, held):
+    """Early stopping: the held-out loss of the current decoder, kept if the best."""
+    loss, best = held.loss(state), float(state.wake_best)
+    better = not np.isfinite(best) or loss < best - 1e-4 * abs(best)
+    if better:
+      state = state.replace(wake_best=jnp.float32(loss), wake_since=jnp.int32(0),
+                            best_decoder_params=jax.tree.map(jnp.copy, state.decoder_params),
+                            best_noise_sigma=jnp.copy(state.prior.noise_sigma))
+    else:
+      state = state.replace(wake_since=state.wake_since + 1)
+    self.rounds_log.write(event="wake_eval", round=int(state.round),
+                          wake_step=int(state.wake_step), held_out_loss=loss)
+    return self._place(state)
+
+  def _end_wake(self, state, bad: int):
+    """The best decoder and noise level of the stage; on to the refit."""
+    state = state.replace(decoder_params=jax.tree.map(jnp.copy, state.best_decoder_params),
+                          prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma)),
+                          stage=jnp.int32(REFIT), updates=state.updates + 1)
+    self.rounds_log.write(event="wake", round=int(state.round),
+                          steps=int(state.wake_step), held_out_loss=float(state.wake_best),
+                          noise_sigma=float(state.prior.noise_sigma), nonfinite_steps=bad,
+                          bootstrap=bool(state.bootstrap))
+    return self._place(state)
+
   def _start_wake(self, state):
-    """Fresh wake optimizer; in round 1, LoG blobs stand in for an encoder that finds
-    fewer than ``calibrate.min_found`` of them."""
+    """Fresh wake optimizer and early stopping; in round 1, LoG blobs stand in for an
+    encoder that finds fewer than ``calibrate.min_found`` of them (at the base level)."""
     bootstrap = False
     if int(state.round) == 1:
-      posts = self.real.posteriors(self.posterior_fn, state.params, self.real.fitted)
-      found = len(radii_and_area(posts, self.real.fitted, self.cfg.model.cell,
-                                 self.cfg.trainer.threshold)[0])
-      blobs = sum(len(log_blobs(im, self.cfg.model.radius_max)[0]) for im in self.real.fitted)
+      m, thr = self.cfg.model, self.cfg.trainer.threshold
+      read = self.real.read(self.posterior_fn, state.params, self.real.fitted)
+      found = sum(int(np.sum(lv[0].posterior.p_BYX > thr)) for lv in read)
+      blobs = sum(len(log_blobs(im, m.radius_max)[0]) for im in self.real.fitted)
       bootstrap = found < self.cfg.calibrate.min_found * blobs
     trainable = (state.decoder_params, jnp.log(state.prior.noise_sigma))
-    return self._place(state.replace(wake_opt_state=self.wake_tx.init(trainable),
-                                     bootstrap=jnp.asarray(bootstrap)))
+    return self._place(state.replace(
+        wake_opt_state=self.wake_tx.init(trainable), bootstrap=jnp.asarray(bootstrap),
+        wake_best=jnp.asarray(jnp.inf, jnp.float32), wake_since=jnp.int32(0),
+        best_decoder_params=jax.tree.map(jnp.copy, state.decoder_params),
+        best_noise_sigma=jnp.copy(state.prior.noise_sigma)))
 
-  def _wake_posteriors(self, state):
+  def _read(self, state, images):
+    """Every pyramid level of ``images``: the encoder's posteriors, or (bootstrap) LoG
+    blobs of the band at each level."""
     m = self.cfg.model
-    if bool(state.bootstrap):
-      return [blob_posterior(im, m.cell, m.radius_max, m.types) for im in self.real.fitted]
-    return self.real.posteriors(self.posterior_fn, state.params, self.real.fitted)
+    if not bool(state.bootstrap):
+      return self.real.read(self.posterior_fn, state.params, images)
+    blob = lambda _, batch: blob_posterior(batch[0], m.cell, m.radius_max, m.types)
+    return self.real.read(blob, None, images)
 
-  # -- refit and round end --------------------------------------------------------------
+  def _wake_views(self, state):
+    """(fitted crops sampler, held-out crops judge) of this round's views."""
+    c, m, thr = self.cfg.calibrate, self.cfg.model, self.cfg.trainer.threshold
+    size = c.wake_crop // m.cell
+    train = WakeViews(self.real.views(self._read(state, self.real.fitted), thr), size,
+                      m.reach_cells, m.cell)
+    held = WakeViews(self.real.views(self._read(state, self.real.held_out), thr), size,
+                     m.reach_cells, m.cell)
+    positions = crop_positions(self.keys["heldout"], held.grids, c.wake_eval_crops, size)
+    held.fix(positions, self.wake_loss, jax.random.fold_in(self.keys["heldout"], 1),
+             c.wake_batch)
+    return train, held
 
   def refit_prior(self, state):
-    """Empirical-Bayes refit of density and radius distribution to the catalogs the
-    encoder reads on the fitted real images."""
-    prior, m = state.prior, self.cfg.model
+    """Empirical-Bayes refit of the prior to what the wake read on every pyramid level of
+    the fitted real images (the encoder, or LoG blobs in a bootstrapped round): density and
+    radius distribution of the band, the share of area under larger droplets (at least
+    ``calibrate.larger_floor``), and the background's range and spread."""
+    prior, m, thr = state.prior, self.cfg.model, self.cfg.trainer.threshold
     if self.cfg.calibrate.refit_prior:
-      posts = self.real.posteriors(self.posterior_fn, state.params, self.real.fitted)
-      radii, area = radii_and_area(posts, self.real.fitted, m.cell, self.cfg.trainer.threshold)
+      read = self._read(state, self.real.fitted)  # What the wake read (LoG when bootstrapped).
+      radii, area, covered = band_stats(read, m, thr)
       if len(radii) > 10:
         prior = fit_prior(jax.random.fold_in(self.keys["refit"], int(state.round)),
                           stats_of(radii, area), m, prior)
+      share = np.clip(covered, self.cfg.calibrate.larger_floor, 0.9)
+      prior = fit_background(prior, [lv[0].posterior for lv in read]).replace(
+          larger_fraction=jnp.float32(share) * jnp.ones_like(prior.larger_fraction))
     state = self._place(state.replace(prior=prior, stage=jnp.int32(SLEEP),
                                       updates=state.updates + 1))
     self._save(state)
@@ -289,9 +338,8 @@ class Trainer:
     r = int(state.round)
     record = None
     if self.real is not None:
-      posts = self.real.posteriors(self.posterior_fn, state.params, self.real.held_out)
-      record = self.real.record(self.cfg.model, state.decoder_params, posts,
-                                self.cfg.trainer.threshold)
+      read = self.real.read(self.posterior_fn, state.params, self.real.held_out)
+      record = self.real.record(state.decoder_params, read, self.cfg.trainer.threshold)
       record.update(round=r, step=int(state.step), **state.prior.summary())
       self.rounds_log.write(event="round", **record)
       self.last_record = record

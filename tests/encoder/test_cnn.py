@@ -17,7 +17,7 @@ def test_any_size_gives_the_cell_grid(key):
     post = enc.apply({"params": params}, jax.random.uniform(key, (2, h, w, 3)))
     assert post.on_logit_BYX.shape == (2, h // 4, w // 4)
     assert post.comp_loc_BYXT.shape == (2, h // 4, w // 4, 3)
-    assert post.bg_loc_BC.shape == (2, 3)
+    assert post.bg_loc_BYXC.shape == (2, h // 4, w // 4, 3)
 
 
 def test_space_to_depth_moves_one_cell_per_position():

@@ -21,12 +21,12 @@ def tiny():
       logr_scale_BYX=jnp.array([[[0.3, 1.0]]]),
       comp_loc_BYXT=jnp.array([[[[-0.5], [0.0]]]]),
       comp_scale_BYXT=jnp.array([[[[0.7], [1.0]]]]),
-      bg_loc_BC=jnp.array([[0.4]]), bg_scale_BC=jnp.array([[0.1]]))
+      bg_loc_BYXC=jnp.array([[[[0.4], [0.2]]]]), bg_scale_BYXC=jnp.array([[[[0.1], [0.3]]]]))
   cat = Catalog(on_BYX=jnp.array([[[True, False]]]),
                 offset_BYX2=jnp.array([[[[0.6, 0.3], [0.5, 0.5]]]]),
                 radius_BYX=jnp.array([[[2.5, 9.0]]]),
                 composition_BYXT=jnp.array([[[[0.35], [0.9]]]]),
-                background_BC=jnp.array([[0.45]]))
+                background_BYXC=jnp.array([[[[0.45], [0.1]]]]))
   return post, cat
 
 
@@ -38,7 +38,7 @@ def test_loss_equals_hand_computed():
           + logit_normal(0.6, 0.2, 0.5) + logit_normal(0.3, -0.4, 0.8)  # offset (x, y)
           + scipy.stats.lognorm(s=0.3, scale=np.exp(1.1)).logpdf(2.5)   # radius
           + logit_normal(0.35, -0.5, 0.7)                     # composition
-          + n(0.45, 0.4, 0.1))                                # background
+          + n(0.45, 0.4, 0.1) + n(0.1, 0.2, 0.3))             # background, per cell
   np.testing.assert_allclose(float(npe_loss(post, cat)), -want, rtol=1e-5)
 
 

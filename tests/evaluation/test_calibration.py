@@ -22,7 +22,7 @@ def _toy_posterior(key, gy=12, gx=12, types=2):
       logr_scale_BYX=u(ks[3], (1, gy, gx), 0.05, 0.4),
       comp_loc_BYXT=u(ks[4], (1, gy, gx, types), -2, 2),
       comp_scale_BYXT=u(ks[5], (1, gy, gx, types), 0.1, 1.0),
-      bg_loc_BC=jnp.zeros((1, 3)), bg_scale_BC=jnp.ones((1, 3)))
+      bg_loc_BYXC=jnp.zeros((1, gy, gx, 3)), bg_scale_BYXC=jnp.ones((1, gy, gx, 3)))
 
 
 @pytest.mark.parametrize("level", [0.5, 0.9])

@@ -105,7 +105,9 @@ def test_folder_run_reports_each_bad_file_and_reads_the_rest(checkpoint, hostile
   for name, (_, fragment) in BAD.items():
     assert f"{name}: " in err and fragment in err, name
   assert sorted(os.listdir(out)) == sorted(["catalog_all.csv", "catalog_all.parquet",
-                                            "run.json", *GOOD])
+                                            "report.html", "run.json",
+                                            "size_distribution_all.png",
+                                            "summary_all.csv", *GOOD])
   stats = json.loads((out / "run.json").read_text())
   assert (stats["images"], stats["failed"]) == (len(GOOD), failed)
   for name in GOOD:

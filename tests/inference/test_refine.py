@@ -13,7 +13,7 @@ def test_refinement_raises_the_elbo_and_compiles_once_per_size(checkpoint):
   reader = dropamort.load(checkpoint)
   cfg = dataclasses.replace(reader.cfg.model, height=32, width=32)
   images, _ = make_simulate(cfg, 2)(jax.random.key(3), reader.predictor.decoder_params)
-  opts = InferConfig(refine_steps=25, samples=20, threshold=0.3)
+  opts = InferConfig(refine_steps=25, samples=20, threshold=0.3, levels=1)
   for i in range(2):
     result = reader.infer(np.asarray(images[i]), opts)
     assert len(result.table) > 0  # Something to refine.
@@ -39,9 +39,10 @@ def _refiner_and_args(checkpoint, seed=3):
   refiner = Refiner(reader, 32, 32, 0.01)
   gy, gx = refiner.cfg.grid_shape
   on = (post.p_BYX[0, :gy, :gx] > 0.3).reshape(-1)
+  fixed = (on, post.bg_loc_BYXC[0, :gy, :gx])
   values, sds = _init_values(post, refiner.cfg, refiner.prior, gy, gx)
-  state = refiner.init_state(jax.random.key(0), image, on, values, sds)
-  return refiner, state, image, on
+  state = refiner.init_state(jax.random.key(0), image, fixed, values, sds)
+  return refiner, state, image, fixed
 
 
 def test_ordered_elbo_equals_numpyros_trace_elbo(checkpoint):

@@ -1,3 +1,4 @@
+import html.parser
 import json
 import os
 import subprocess
@@ -33,20 +34,28 @@ def test_count_interval_is_the_poisson_binomial_of_the_cells(checkpoint):
   reader = dropamort.load(checkpoint)
   image = np.random.default_rng(4).random((30, 42, 3)).astype(np.float32)
   result = reader.infer(image, InferConfig(samples=2000, progress=False))
-  p = np.asarray(result.posterior.p_BYX[0]).ravel()  # 8 × 11 cells, all start inside.
+  p = np.asarray(result.candidates["p"])  # Every cell with p >= 0.01, all levels.
   counts = (np.random.default_rng(0).random((20000, p.size)) < p).sum(1)
   want = np.quantile(counts, [0.05, 0.95])
   sd = np.sqrt(np.sum(p * (1 - p)))
   np.testing.assert_allclose(result.summary["count"]["ci90"], want, atol=1 + 0.1 * sd)
-  np.testing.assert_allclose(result.summary["count"]["expected"], p.sum(), rtol=1e-5)
+  # One level at this size: the candidates are the cells with p >= 0.01 whose droplet is
+  # centred in the image (not in the padding to whole cells).
+  assert len(result.levels) == 1
+  post = result.posterior
+  col, row = np.meshgrid(np.arange(11), np.arange(8))
+  x = (col + 1 / (1 + np.exp(-np.asarray(post.offset_loc_BYX2[0, :8, :11, 0])))) * 4
+  y = (row + 1 / (1 + np.exp(-np.asarray(post.offset_loc_BYX2[0, :8, :11, 1])))) * 4
+  every = np.asarray(post.p_BYX[0, :8, :11])
+  np.testing.assert_allclose(p.sum(), every[(every >= 0.01) & (x < 42) & (y < 30)].sum(),
+                             rtol=1e-5)
 
 
 def test_table_coordinates_scale_back_to_the_original_frame(checkpoint):
   reader = dropamort.load(checkpoint)
   image = np.random.default_rng(2).random((64, 80, 3)).astype(np.float32)
   small = reader.infer(image, InferConfig(scale=0.5, samples=20, threshold=0.05))
-  post = small.posterior
-  raw = droplet_table(post, cell=4, threshold=0.05, ratio_xy=(1.0, 1.0), height=32, width=40)
+  raw = droplet_table(small.candidates, threshold=0.05, ratio_xy=(1.0, 1.0))
   assert len(raw) == len(small.table) > 0
   np.testing.assert_allclose(small.table["x"], raw["x"] * 2.0, rtol=1e-6)
   np.testing.assert_allclose(small.table["y"], raw["y"] * 2.0, rtol=1e-6)
@@ -60,12 +69,13 @@ def test_folder_mode_skips_the_bad_file(checkpoint, image_folder, tmp_path, caps
   failed = run(dropamort.load(checkpoint), str(image_folder), str(out), OPTS)
   assert failed == 1
   assert "c.png: not a readable image" in capsys.readouterr().err
-  assert sorted(os.listdir(out)) == ["a.png", "b.jpg", "catalog_all.csv", "catalog_all.parquet",
-                                    "run.json"]
+  assert sorted(os.listdir(out)) == [
+      "a.png", "b.jpg", "catalog_all.csv", "catalog_all.parquet", "report.html", "run.json",
+      "size_distribution_all.png", "summary_all.csv"]
   for name in ("a.png", "b.jpg"):
     files = set(os.listdir(out / name))
     assert files == {"catalog.csv", "catalog.parquet", "summary.json", "overlay.png",
-                     "reconstruction.png", "residual.png"}
+                     "reconstruction.png", "residual.png", "size_distribution.png"}
     csv = pd.read_csv(out / name / "catalog.csv")
     pq = pd.read_parquet(out / name / "catalog.parquet")
     np.testing.assert_allclose(csv["x"], pq["x"], rtol=1e-6)
@@ -73,6 +83,36 @@ def test_folder_mode_skips_the_bad_file(checkpoint, image_folder, tmp_path, caps
     assert summary["image_size"] == [40, 52] and "reconstruction_rmse" in summary
   combined = pd.read_csv(out / "catalog_all.csv")
   assert set(combined["image"]) <= {"a.png", "b.jpg"}
+  rows = pd.read_csv(out / "summary_all.csv")
+  assert list(rows["image"]) == ["a.png", "b.jpg"] and {"count", "coverage", "D50_px"} <= set(rows)
+
+
+class _Links(html.parser.HTMLParser):
+  def __init__(self):
+    super().__init__()
+    self.links = []
+
+  def handle_starttag(self, tag, attrs):
+    self.links += [v for k, v in attrs if k in ("href", "src")]
+
+
+def test_the_folder_report_links_only_to_files_that_exist(checkpoint, image_folder, tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  run(dropamort.load(checkpoint), str(image_folder), str(out),
+      InferConfig(samples=20, progress=False, pixel_size=0.5))
+  parser = _Links()
+  parser.feed((out / "report.html").read_text())
+  assert len(parser.links) >= 2 * 8  # Thumbnail, its link and six outputs per image.
+  missing = [link for link in parser.links if not (out / link).is_file()]
+  assert missing == []
+  assert {"a.png/overlay.png", "b.jpg/size_distribution.png", "summary_all.csv",
+          "size_distribution_all.png"} <= set(parser.links)
+  table = pd.read_csv(out / "a.png" / "catalog.csv")
+  np.testing.assert_allclose(table["r_um"], table["r"] * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(table["x_um_q95"], table["x_q95"] * 0.5, rtol=1e-6)
+  summary = json.loads((out / "a.png" / "summary.json").read_text())
+  assert summary["pixel_size_um"] == 0.5 and "number_density_per_mm2" in summary["lab"]
 
 
 def test_checkpoint_errors(tmp_path):
@@ -106,8 +146,15 @@ def test_cli_bad_inputs_give_one_line_and_no_outputs(checkpoint, image_folder, t
                 f"hydra.run.dir={out}", cwd=tmp_path)
   assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
   assert "no such checkpoint" in p.stderr
-  p = infer_cli(f"image={image_folder}", f"hydra.run.dir={out}", cwd=tmp_path)  # No runs/.
-  assert p.returncode == 2 and "no checkpoint given and none found" in p.stderr
+  # No runs/: the bundled model reads the images, saying so in one line.
+  p = infer_cli(f"image={image_folder}/a.png", f"hydra.run.dir={out}", "infer.samples=20",
+                cwd=tmp_path)
+  assert p.returncode == 0, p.stderr
+  assert [line for line in p.stderr.splitlines() if line.startswith("dropamort:")] == [
+      "dropamort: no trained model found; using the bundled model calibrated on the example "
+      "image (checkpoint=example); a model calibrated on your own images reads them better: "
+      "python train.py data.real=YOUR_FOLDER"]
+  assert (out / "a.png" / "catalog.csv").exists()
   p = infer_cli(f"checkpoint={checkpoint}", f"hydra.run.dir={out}", cwd=tmp_path)
   assert p.returncode == 2 and "image=PATH is required" in p.stderr
 

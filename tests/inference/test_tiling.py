@@ -25,7 +25,7 @@ def test_tiled_equals_untiled_away_from_seams(key):
   cfg = TrainConfig(model=ModelConfig(radius_max=4.0),
                     encoder=EncoderConfig(stem=4, width=8, depth=2))
   params = make_encoder(cfg.encoder, cfg.model).init(key, np.zeros((1, 32, 32, 3)))["params"]
-  dec = load_params("default", 3, 3, (32, 16, 8))
+  dec = load_params("default", 3, 3, (64, 32, 16))
   image = np.asarray(jax.random.uniform(key, (100, 148, 3)))
   whole = Predictor(cfg, params, dec, TilePlan(tile=512)).posterior(image)
   tiled = Predictor(cfg, params, dec, TilePlan(tile=48, overlap=4, batch=3)).posterior(image)

@@ -7,10 +7,16 @@ from dropamort.model import decoder as D
 from dropamort.model.appearance import appearance
 
 
-def numpy_decoder(params, background, dx, dy, r, comp, hidden=(32, 16, 8)):
-  """The seed's MLP written out in numpy: Dense -> LayerNorm -> ReLU per hidden layer,
-  output Dense, sigmoid(background + delta)."""
-  h = np.concatenate([background, dx[:, None], dy[:, None], r[:, None], comp], -1)
+def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reach=2.0):
+  """The decoder written out in numpy: inputs (background, dx, dy, d = |(dx, dy)|, r,
+  composition), Dense -> LayerNorm -> ReLU per hidden layer, output Dense gated by the
+  edge step sigmoid((1 - d) r / width) and the smoothstep taper to ``reach``,
+  sigmoid(background + gate · delta)."""
+  d = np.hypot(dx, dy)
+  width = np.log1p(np.exp(float(params["edge"]))) + 0.05
+  t = np.clip((reach - d) / (reach - (1 + reach) / 2), 0, 1)
+  gate = 1 / (1 + np.exp(-(1 - d) * r / width)) * t * t * (3 - 2 * t)
+  h = np.concatenate([background, dx[:, None], dy[:, None], d[:, None], r[:, None], comp], -1)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
   for i in range(len(hidden)):
     h = h @ p[f"Dense_{i}"]["kernel"] + p[f"Dense_{i}"]["bias"]
@@ -18,11 +24,11 @@ def numpy_decoder(params, background, dx, dy, r, comp, hidden=(32, 16, 8)):
     h = (h - mu) / np.sqrt(var + 1e-6) * p[f"LayerNorm_{i}"]["scale"] + p[f"LayerNorm_{i}"]["bias"]
     h = np.maximum(h, 0.0)
   delta = h @ p[f"Dense_{len(hidden)}"]["kernel"] + p[f"Dense_{len(hidden)}"]["bias"]
-  return 1 / (1 + np.exp(-(background + delta)))
+  return 1 / (1 + np.exp(-(background + gate[:, None] * delta)))
 
 
 def test_forward_equals_a_numpy_reference(key):
-  params = D.init_params(key, channels=3, types=4, hidden=(32, 16, 8))
+  params = D.init_params(key, channels=3, types=4, hidden=(64, 32, 16))
   # Non-trivial LayerNorm parameters, so the reference checks them too.
   params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(key, a.shape), params)
   module = D.DropletOpticsModel(channels=3)
@@ -31,22 +37,27 @@ def test_forward_equals_a_numpy_reference(key):
   inputs = (3 * jax.random.normal(ks[0], (n, 3)), jax.random.normal(ks[1], (n,)),
             jax.random.normal(ks[2], (n,)), jnp.exp(jax.random.normal(ks[3], (n,))),
             jax.random.uniform(ks[4], (n, 4)))
+  # Points inside, at and outside the disc, beyond the taper too.
+  assert np.any(np.hypot(inputs[1], inputs[2]) < 0.8) and np.any(
+      np.hypot(inputs[1], inputs[2]) > 2.0)
   out = module.apply({"params": params}, *inputs)
   want = numpy_decoder(params, *(np.asarray(x, np.float64) for x in inputs))
   np.testing.assert_allclose(np.asarray(out), want, rtol=2e-4, atol=1e-6)
 
 
-def test_architecture_is_the_seeds(key):
-  params = D.init_params(key, channels=3, types=3, hidden=(32, 16, 8))
+def test_architecture_is_the_seeds_widened(key):
+  params = D.init_params(key, channels=3, types=3, hidden=(64, 32, 16))
   shapes = {k: v["kernel"].shape for k, v in params.items() if k.startswith("Dense")}
-  assert shapes == {"Dense_0": (9, 32), "Dense_1": (32, 16), "Dense_2": (16, 8),
-                    "Dense_3": (8, 3)}
+  # Inputs: background (3), dx, dy, d, r, composition (3).
+  assert shapes == {"Dense_0": (10, 64), "Dense_1": (64, 32), "Dense_2": (32, 16),
+                    "Dense_3": (16, 3)}
   assert sorted(k for k in params if k.startswith("LayerNorm")) == [
       "LayerNorm_0", "LayerNorm_1", "LayerNorm_2"]
+  assert params["edge"].shape == ()  # The edge's width, learned (defocus).
 
 
 def test_zero_delta_gives_sigmoid_background(key):
-  params = D.init_params(key, channels=3, types=3, hidden=(32, 16, 8))
+  params = D.init_params(key, channels=3, types=3, hidden=(64, 32, 16))
   params = jax.tree.map(jnp.zeros_like, params)  # Output Dense all zero -> delta = 0.
   bg = jnp.array([[0.3, -1.0, 2.0]])
   out = D.bind(D.DropletOpticsModel(), params)(bg, jnp.zeros(1), jnp.zeros(1), jnp.ones(1),
@@ -55,7 +66,7 @@ def test_zero_delta_gives_sigmoid_background(key):
 
 
 def test_default_params_load_and_draw_a_disc(key):
-  params = D.load_params("default", 3, 3, (32, 16, 8))
+  params = D.load_params("default", 3, 3, (64, 32, 16))
   decode = D.bind(D.DropletOpticsModel(), params)
   n = 2000
   ks = jax.random.split(key, 5)
@@ -77,9 +88,9 @@ def test_default_params_load_and_draw_a_disc(key):
 
 def test_load_refuses_wrong_shapes(tmp_path):
   with pytest.raises(ValueError, match="do not fit channels=1, types=3"):
-    D.load_params("default", 1, 3, (32, 16, 8))
+    D.load_params("default", 1, 3, (64, 32, 16))
   with pytest.raises(FileNotFoundError, match="nope.npz"):
-    D.load_params(str(tmp_path / "nope.npz"), 3, 3, (32, 16, 8))
+    D.load_params(str(tmp_path / "nope.npz"), 3, 3, (64, 32, 16))
 
 
 def test_save_load_round_trip(key, tmp_path):

@@ -52,7 +52,8 @@ def brute_force_matern2(x, y, r, prio, on, gap):
 
 
 def test_hard_core_leaves_no_overlap_and_equals_brute_force(key):
-  cfg = ModelConfig(height=48, width=48, density=0.05, radius_loc=1.0, min_gap=0.5)
+  cfg = ModelConfig(height=48, width=48, density=0.05, radius_loc=1.0, min_gap=0.5,
+                    larger_layers=0)
   catalog, tr = draw(cfg, key, 6)
   centres = np.asarray(catalog.centres_BYX2(cfg.cell))
   on0 = np.asarray(tr["on"]["value"]).astype(bool)

@@ -1,8 +1,10 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dropamort.config import ConfigError, ModelConfig
+from dropamort.model.background import pixel_background
 from dropamort.model.decoder import load_params
 from dropamort.model.prior import Prior
 from dropamort.model.simulate import make_simulate, simulate
@@ -10,7 +12,7 @@ from dropamort.model.simulate import make_simulate, simulate
 
 @pytest.fixture(scope="module")
 def params():
-  return load_params("default", 3, 3, (32, 16, 8))
+  return load_params("default", 3, 3, (64, 32, 16))
 
 
 def test_deterministic_per_key_and_different_across_keys(key, params):
@@ -29,9 +31,9 @@ def test_deterministic_per_key_and_different_across_keys(key, params):
 
 def test_images_show_their_catalog(key, params):
   """With little noise, the image is darker/different where the catalog has droplets."""
-  cfg = ModelConfig(height=64, width=64, noise_sigma=1e-3)
+  cfg = ModelConfig(height=64, width=64, noise_sigma=1e-3, larger_layers=0)
   images, catalog = make_simulate(cfg, 4)(key, params)
-  bare = jax.nn.sigmoid(catalog.background_BC)[:, None, None, :]
+  bare = jax.nn.sigmoid(pixel_background(catalog.background_BYXC, cfg.cell, 64, 64))
   changed = np.abs(np.asarray(images - bare)).max(-1) > 0.02
   centres = np.asarray(catalog.centres_BYX2(cfg.cell))
   on = np.asarray(catalog.on_BYX)
@@ -43,9 +45,9 @@ def test_images_show_their_catalog(key, params):
 
 
 def test_margin_lets_droplets_cut_the_frame(key, params):
-  cfg = ModelConfig(height=32, width=32, margin=2, noise_sigma=1e-3)
+  cfg = ModelConfig(height=32, width=32, margin=2, noise_sigma=1e-3, larger_layers=0)
   images, catalog = make_simulate(cfg, 16)(key, params)
-  bare = jax.nn.sigmoid(catalog.background_BC)[:, None, None, :]
+  bare = jax.nn.sigmoid(pixel_background(catalog.background_BYXC, cfg.cell, 32, 32))
   changed = np.abs(np.asarray(images - bare)).max(-1) > 0.02
   # Border pixels changed by droplets whose centres are outside the image occur.
   border = np.concatenate([changed[:, 0], changed[:, -1], changed[:, :, 0], changed[:, :, -1]])
@@ -114,3 +116,35 @@ def test_grid_recall_ceiling_at_the_default_prior(key):
   shift = jax.random.randint(key, (100, 2), 0, cfg.cell)
   crop, lost = rebin(cat, shift, margin=cfg.margin, grid=cfg.grid_shape, cell=cfg.cell)
   assert int(lost.sum()) / (int(lost.sum()) + int(crop.on_BYX.sum())) < 0.02
+
+
+def test_the_crops_background_is_the_canvas_field_at_its_cells(key, params):
+  """With a sub-cell shift the crop's per-cell background is the canvas field read at the
+  crop's cell centres: rendering it again gives the image's bare background."""
+  cfg = ModelConfig(height=32, width=32, noise_sigma=1e-4, background_sd=0.5, density=1e-6,
+                    larger_layers=0, background_knot=16)
+  images, catalog = make_simulate(cfg, 8)(key, params)
+  bare = jax.nn.sigmoid(pixel_background(catalog.background_BYXC, cfg.cell, 32, 32))
+  assert float(jnp.std(catalog.background_BYXC)) > 0.1
+  # Inside the outermost cell centres (beyond them the crop's field extends flat, the
+  # canvas's keeps its slope); the field is interpolated twice (knots -> canvas cells ->
+  # shifted crop cells), which rounds its kinks: hence the tolerance (sd 0.5 is a strong field).
+  inner = (slice(None), slice(2, -2), slice(2, -2))
+  np.testing.assert_allclose(np.asarray(images)[inner], np.asarray(bare)[inner], atol=0.03)
+
+
+def test_larger_droplets_are_drawn_but_not_catalogued(key, params):
+  cfg = ModelConfig(height=64, width=64, larger_layers=1, larger_fraction=0.5)
+  images, catalog, larger = make_simulate(cfg, 8, with_larger=True)(key, params)
+  centres, radius, on = (np.asarray(a) for a in larger[0])
+  assert on.sum() >= 3 and np.all((radius[on] >= 8) & (radius[on] <= 32))
+  assert np.all((centres[on] >= 0) & (centres[on] < 64))
+  # No band droplet overlaps a larger one (hard core across layers).
+  band = np.asarray(catalog.centres_BYX2(cfg.cell))
+  band_on, band_r = np.asarray(catalog.on_BYX), np.asarray(catalog.radius_BYX)
+  for b in range(8):
+    small = band[b][band_on[b]]
+    big = centres[b][on[b]]
+    if len(small) and len(big):
+      d = np.hypot(*(small[:, None, :] - big[None]).transpose(2, 0, 1))
+      assert np.all(d >= band_r[b][band_on[b]][:, None] + radius[b][on[b]][None] - 1e-3)

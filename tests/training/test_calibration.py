@@ -14,7 +14,7 @@ from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelC
 from dropamort.model.decoder import load_params
 from dropamort.model.simulate import make_simulate
 from dropamort.training.loop import train
-from dropamort.training.state import REFIT, WAKE
+from dropamort.training.state import REFIT, SLEEP, WAKE
 from dropamort.training.trainer import Trainer
 
 
@@ -22,7 +22,7 @@ from dropamort.training.trainer import Trainer
 def cfg(tmp_path_factory):
   model = ModelConfig(height=32, width=32, radius_max=4.0)
   images, _ = make_simulate(dataclasses.replace(model, height=64, width=64), 3)(
-      jax.random.key(3), load_params("default", 3, 3, (32, 16, 8)))
+      jax.random.key(3), load_params("default", 3, 3, (64, 32, 16)))
   folder = tmp_path_factory.mktemp("real")
   for i, im in enumerate(np.clip(np.asarray(images), 0, 1)):
     Image.fromarray((im * 255).astype(np.uint8)).save(folder / f"{i}.png")
@@ -88,10 +88,13 @@ def test_refit_changes_the_prior_once_per_round(cfg, tmp_path):
   state, _ = trainer.initial_state()
   state = trainer.wake(trainer.end_round(trainer.sleep(state, 2)))
   assert int(state.stage) == REFIT
-  before = float(state.prior.density)
+  before = state.prior
   state = trainer.refit_prior(state)
   trainer.close()
-  assert float(state.prior.density) != before
+  # The background's range always follows the images; the band's density does once the
+  # encoder reads more than ten droplets.
+  assert not np.allclose(state.prior.background_high, before.background_high)
+  assert int(state.stage) == SLEEP
 
 
 def test_a_finished_simulation_run_goes_on_into_calibration(cfg, tmp_path):
@@ -104,3 +107,21 @@ def test_a_finished_simulation_run_goes_on_into_calibration(cfg, tmp_path):
   assert result["step"] == 2 + 2 * 2 and result["checkpoint"].endswith("calibrated")
   records = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
   assert [r["round"] for r in records if r["event"] == "wake"] == [1, 2]
+
+
+def test_the_wake_keeps_the_decoder_that_did_best_on_held_out_crops(cfg, tmp_path):
+  """Early stopping: the first evaluation always counts as the best so far, and the stage
+  ends with the decoder of the best evaluation, not the last step's."""
+  longer = dataclasses.replace(cfg, calibrate=dataclasses.replace(
+      cfg.calibrate, wake_steps=6, wake_eval_every=2, wake_patience=10))
+  trainer = Trainer(longer, str(tmp_path))
+  state, _ = trainer.initial_state()
+  state = trainer.wake(trainer.end_round(trainer.sleep(state, 2)))
+  trainer.close()
+  evals = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()
+           if json.loads(line)["event"] == "wake_eval"]
+  assert [e["wake_step"] for e in evals] == [2, 4, 6]
+  best = min(e["held_out_loss"] for e in evals)
+  np.testing.assert_allclose(float(state.wake_best), best, rtol=1e-6)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.decoder_params),
+               jax.device_get(state.best_decoder_params))

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import shutil
 
 import jax
@@ -125,3 +126,16 @@ def test_nonfinite_losses_stop_the_run_and_the_last_good_checkpoint_loads(tiny_c
   # loadable and holds the last good parameters.
   params = checkpoint.load(str(tmp_path / "checkpoints" / "latest")).params
   jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(good["params"]))
+
+
+def test_an_exported_model_reads_like_the_run_and_is_small(tiny_cfg, tmp_path):
+  train(tiny_cfg, str(tmp_path / "run"))
+  step_dir = checkpoint.export(str(tmp_path / "run"), str(tmp_path / "model"))
+  a, b = checkpoint.load(str(tmp_path / "run")), checkpoint.load(str(tmp_path / "model"))
+  assert b.cfg == a.cfg and step_dir.endswith(os.path.basename(a.path))
+  for x, y in ((a.params, b.params), (a.decoder_params, b.decoder_params), (a.prior, b.prior)):
+    jax.tree.map(np.testing.assert_array_equal, x, y)
+  size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+  assert size(tmp_path / "model") < 0.6 * size(tmp_path / "run" / "checkpoints" / "best")
+  with pytest.raises(CheckpointError, match="exists"):
+    checkpoint.export(str(tmp_path / "run"), str(tmp_path / "model"))

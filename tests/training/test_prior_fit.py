@@ -7,7 +7,7 @@ from dropamort.training.prior_fit import fit_prior, simulated_stats
 
 
 def test_refit_recovers_a_known_prior_from_thinned_catalogs(key):
-  cfg = ModelConfig(height=128, width=128)
+  cfg = ModelConfig(height=128, width=128, larger_layers=0)
   truth = Prior.from_config(cfg).replace(density=jnp.float32(0.03),
                                          radius_loc=jnp.float32(0.8),
                                          radius_scale=jnp.float32(0.4))

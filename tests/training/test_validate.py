@@ -16,9 +16,9 @@ def _set(cfg, decoder, folder):
 
 
 def test_validation_set_is_a_stored_droplet_sim_set(tiny_cfg, tmp_path):
-  images, catalog = _set(tiny_cfg, load_params("default", 3, 3, (32, 16, 8)), tmp_path)
+  images, catalog = _set(tiny_cfg, load_params("default", 3, 3, (64, 32, 16)), tmp_path)
   assert images.shape == (8, 16, 16, 3)
-  [path] = glob.glob(str(tmp_path / "droplet_sim" / "custom_*" / "1.0.0"))
+  [path] = glob.glob(str(tmp_path / "droplet_sim" / "custom_*" / "2.0.0"))
   builder = store.open_directory(path)
   assert builder.info.metadata["model"]["height"] == 16
   assert builder.info.metadata["seed"] == tiny_cfg.trainer.val_seed
@@ -28,7 +28,7 @@ def test_validation_set_is_a_stored_droplet_sim_set(tiny_cfg, tmp_path):
 
 
 def test_another_decoder_gets_its_own_set(tiny_cfg, tmp_path):
-  first, _ = _set(tiny_cfg, load_params("default", 3, 3, (32, 16, 8)), tmp_path)
+  first, _ = _set(tiny_cfg, load_params("default", 3, 3, (64, 32, 16)), tmp_path)
   other = init_params(jax.random.key(5), 3, 3, tiny_cfg.model.decoder_hidden)
   second, _ = _set(tiny_cfg, other, tmp_path)
   assert len(glob.glob(str(tmp_path / "droplet_sim" / "custom_*"))) == 2

@@ -1,0 +1,181 @@
+"""dropamort against classical detectors on a labelled real image set, in one run.
+
+    python bench/real.py --images ../shared/data/condensation
+    python bench/real.py --images ../shared/data/condensation --checkpoint runs/condensation
+    python bench/real.py --images DIR --labels labels.csv -- calibrate.rounds=2 trainer.steps=2000
+
+Calibrates dropamort on the images WITHOUT their labels (``train.py data.real=DIR`` with
+the given overrides, resumable in --run-dir) unless --checkpoint is given, reads every
+image with no hand-picked scale (the pyramid), and scores it and the classical peers
+(bench/peers.py; parameters tuned on the first --tune images by name) against
+``labels.csv`` (image, x, y, r) under the labelled-set rule of dropamort.metrics
+(labels r >= 6 px, predictions r >= 4.2 px, match within max(2 px, 0.5 r)). Reports all
+images and the images outside the tuning subset, dropamort's reconstruction RMSE on the
+images the calibration held out of its wake fit, and pictures (overlay zooms of the best
+and worst images) in --out. The last line printed is one JSON object.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import report  # noqa: E402
+import peers  # noqa: E402
+
+import dropamort  # noqa: E402
+from dropamort.config import InferConfig  # noqa: E402
+from dropamort.data.images import find_images, read_image  # noqa: E402
+from dropamort.data.real import holdout_indices  # noqa: E402
+from dropamort.metrics import labelled_scores, match  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEYS = ("precision", "recall", "f1", "radius_rel_err_median", "coverage_x", "coverage_y",
+        "coverage_r")
+
+
+def calibrate(images_dir: str, run_dir: str, overrides: list[str]) -> str:
+  """Runs (or resumes) dropamort's calibration on the images, without labels."""
+  from hydra import compose, initialize_config_dir
+
+  from dropamort.cli import quiet_libraries, use_compilation_cache
+  from dropamort.config import register_configs, to_dataclass
+  from dropamort.training.loop import train
+
+  quiet_libraries()
+  use_compilation_cache()
+  register_configs()
+  with initialize_config_dir(config_dir=os.path.join(ROOT, "conf"), version_base="1.3"):
+    cfg = to_dataclass(compose(config_name="train", overrides=[
+        f"data.real={os.path.abspath(images_dir)}", *overrides]))
+  t0 = time.perf_counter()
+  result = train(cfg, run_dir)
+  print(f"calibration: {time.perf_counter() - t0:.0f} s, step {result['step']}",
+        file=sys.stderr)
+  return run_dir
+
+
+def scores(truth: dict, preds: dict, names: list[str]) -> dict:
+  s = labelled_scores([truth[n] for n in names], [preds[n] for n in names])
+  return {k: (None if not np.isfinite(s.get(k, np.nan)) else round(float(s[k]), 4))
+          for k in KEYS if k in s}
+
+
+def read_dropamort(reader, images: dict, held_out: set):
+  """Tables (original px, p > 0.5) per image, and the reconstruction RMSE pooled over the
+  held-out images (and a flat mean colour's)."""
+  tables, sq, flat, n = {}, 0.0, 0.0, 0
+  for name, image in images.items():
+    result = reader.infer(image, InferConfig(samples=50, progress=False))
+    t = result.table
+    tables[name] = {k: t[k].to_numpy() for k in ("x", "y", "r", "x_q05", "x_q95", "y_q05",
+                                                  "y_q95", "r_q05", "r_q95")}
+    if name in held_out:
+      recon = reader.reconstruction(result, 0.5)
+      sq += float(np.sum((recon - result.image) ** 2))
+      flat += float(np.sum((result.image - result.image.mean((0, 1))) ** 2))
+      n += result.image.size
+  rmse = lambda v: round(float(np.sqrt(v / n)), 4) if n else None
+  return tables, rmse(sq), rmse(flat)
+
+
+def pictures(out: str, images: dict, truth: dict, tables: dict) -> list[str]:
+  """Overlay zooms (labels green, dropamort red; unmatched thicker) of the images where
+  dropamort scores best and worst."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from dropamort.figures import draw_catalog, save_figure
+  from dropamort.metrics import above
+
+  f1 = {n: labelled_scores([truth[n]], [tables[n]])["f1"] for n in images}
+  ranked = sorted((v, n) for n, v in f1.items() if np.isfinite(v))
+  written = []
+  for tag, (_, name) in (("worst", ranked[0]), ("best", ranked[-1])):
+    image, t, p = images[name], above(truth[name], 6.0), above(tables[name], 4.2)
+    h, w = image.shape[:2]
+    y0, x0 = h // 4, w // 4
+    zoom = (slice(y0, y0 + h // 2), slice(x0, x0 + w // 2))
+    shift = lambda tab: {"x": tab["x"] - x0, "y": tab["y"] - y0, "r": tab["r"]}
+    i, j = match(t, p, min_tol=2.0)
+    miss = np.setdiff1d(np.arange(len(t["x"])), i)
+    false = np.setdiff1d(np.arange(len(p["x"])), j)
+    sub = lambda tab, k: {c: np.asarray(tab[c])[k] for c in ("x", "y", "r")}
+    fig, ax = plt.subplots(figsize=(8, 5.6))
+    ax.imshow(image[zoom], interpolation="nearest")
+    draw_catalog(ax, shift(sub(t, i)), color="lime", linewidth=0.8)
+    draw_catalog(ax, shift(sub(p, j)), color="red", linewidth=0.8)
+    draw_catalog(ax, shift(sub(t, miss)), color="lime", linewidth=2.2)
+    draw_catalog(ax, shift(sub(p, false)), color="red", linewidth=2.2)
+    ax.set_xlim(-0.5, w // 2 - 0.5)
+    ax.set_ylim(h // 2 - 0.5, -0.5)
+    ax.set_axis_off()
+    ax.set_title(f"{name} ({tag}, F1 {f1[name]:.2f}): labels green, dropamort red; "
+                 "thick = missed / false", fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(out, f"real_{tag}.png")
+    save_figure(fig, path, dpi=110)
+    written.append(path)
+  return written
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--images", required=True, help="folder of images (labels.csv beside)")
+  ap.add_argument("--labels", default=None, help="default: labels.csv beside the images")
+  ap.add_argument("--checkpoint", default=None, help="a calibrated run to reuse")
+  ap.add_argument("--run-dir", default="runs/real")
+  ap.add_argument("--out", default=None, help="folder for the pictures")
+  ap.add_argument("--tune", type=int, default=5, help="peers tune on the first N images")
+  ap.add_argument("--peers", nargs="*", default=list(peers.PEERS))
+  ap.add_argument("overrides", nargs="*", help="train.py overrides for the calibration")
+  args = ap.parse_args()
+  folder = args.images.rstrip("/")
+  image_dir = os.path.join(folder, "images") if os.path.isdir(
+      os.path.join(folder, "images")) else folder
+  labels_path = args.labels or os.path.join(folder, "labels.csv")
+  if not os.path.isfile(labels_path):
+    sys.exit(f"real: {labels_path}: no labels.csv (give --labels)")
+  paths = find_images(image_dir)
+  images = {os.path.basename(p): read_image(p, 3)[0] for p in paths}
+  labels = pd.read_csv(labels_path)
+  truth = {n: {k: labels.loc[labels["image"] == n, k].to_numpy(float) for k in ("x", "y", "r")}
+           for n in images}
+  names = sorted(images)
+  tuning, rest = names[:args.tune], names[args.tune:]
+  t0 = time.perf_counter()
+  run = args.checkpoint or calibrate(image_dir, args.run_dir, args.overrides)
+  reader = dropamort.load(run)
+  # The images the calibration held out of its wake fit (data.real.split_holdout).
+  held = {os.path.basename(paths[i])
+          for i in holdout_indices(len(paths), reader.cfg.calibrate.holdout)}
+  tables, rmse, flat = read_dropamort(reader, images, held)
+  out = {"dropamort": {**scores(truth, tables, names), "rest": scores(truth, tables, rest),
+                       "reconstruction_rmse_held_out": rmse, "flat_colour_rmse_held_out": flat,
+                       "seconds": round(time.perf_counter() - t0, 1)}}
+  for name in args.peers:
+    t1 = time.perf_counter()
+    params, _ = peers.tune(name, [images[n] for n in tuning], [truth[n] for n in tuning],
+                           lambda t, p: labelled_scores(t, p))
+    preds = {n: peers.detect(name, images[n], params) for n in names}
+    out[name] = {**scores(truth, preds, names), "rest": scores(truth, preds, rest),
+                 "params": params, "seconds": round(time.perf_counter() - t1, 1)}
+  best_peer = max((out[n]["f1"] or 0.0) for n in args.peers) if args.peers else None
+  out["summary"] = {"images": len(names), "tuning_images": tuning,
+                    "held_out_images": sorted(held), "best_peer_f1": best_peer,
+                    "margin_over_best_peer": None if best_peer is None or out["dropamort"]["f1"]
+                    is None else round(out["dropamort"]["f1"] - best_peer, 4)}
+  if args.out:
+    os.makedirs(args.out, exist_ok=True)
+    out["summary"]["pictures"] = pictures(args.out, images, truth, tables)
+  report(**out)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,187 @@
+"""Droplets of every size in one image: the encoder on an image pyramid.
+
+The encoder reads droplets whose radius lies in the model's band [radius_min, radius_max]
+(1–8 px by default) and was trained with larger droplets around that it must not
+catalogue. An image pyramid (each level half the size of the one below, by 2 × 2
+averaging, so level k's pixel (i, j) is exactly base pixels [2^k i, 2^k (i+1)) ×
+[2^k j, 2^k (j+1))) brings every size into the band at some level. Each level keeps the
+droplets whose radius (in its own pixels) falls in its *keep band*: level 0 keeps the whole
+band, coarser levels its upper octave [radius_max / 2, radius_max), so the kept bands
+tile the radius axis: with the defaults 1–8, 8–16, 16–32, ... px of the base image (the
+finest level keeps everything smaller too, the coarsest everything larger).
+
+Where two levels report the same droplet, or (for droplets that do not overlap, the
+hard-core model) a finer level reports a droplet centred inside a coarser level's
+droplet, the coarser, confident detection wins (``resolve``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from scipy.spatial import cKDTree
+
+from dropamort.config import ModelConfig
+from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.model.reconstruct import reconstruct
+from dropamort.schema import LEVEL
+
+MIN_CELLS = 8  # A level's shorter side holds at least this many cells.
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+  index: int  # 0 is the base (analysed) image; level k is 2^-k of it.
+  keep: tuple[float, float]  # Radius band kept at this level, in its own pixels.
+
+  @property
+  def factor(self) -> int:
+    """Base pixels per level pixel."""
+    return 2**self.index
+
+
+def plan_levels(height: int, width: int, model: ModelConfig, max_levels: int | None = None):
+  """The levels for a base image of height × width: as many as keep the shorter side at
+  ``MIN_CELLS`` cells or more (at most ``max_levels``)."""
+  n = 1
+  while min(height, width) / 2**n >= MIN_CELLS * model.cell:
+    n += 1
+  if max_levels is not None:
+    n = min(n, max_levels)
+  top = model.radius_max
+  # The finest level keeps everything below its band's top, the coarsest everything
+  # above its bottom: nothing finer or coarser would read them.
+  lo = lambda k: 0.0 if k == 0 else top / 2
+  hi = lambda k: math.inf if k == n - 1 else top
+  return [Level(k, (lo(k), hi(k))) for k in range(n)]
+
+
+def build_pyramid(image_HWC: np.ndarray, n: int) -> list[np.ndarray]:
+  """The base image and n - 1 halvings (2 × 2 means; an odd side repeats its edge)."""
+  out = [np.asarray(image_HWC, np.float32)]
+  for _ in range(n - 1):
+    im = out[-1]
+    h, w = im.shape[:2]
+    im = np.pad(im, [(0, h % 2), (0, w % 2), (0, 0)], mode="edge")
+    out.append(im.reshape(im.shape[0] // 2, 2, im.shape[1] // 2, 2, -1).mean((1, 3)))
+  return out
+
+
+def level_candidates(table: dict, level: Level, height: int, width: int) -> dict:
+  """The rows of one level's table (level pixels) that the level keeps: centred inside
+  its image and with median radius in its keep band; moved to base pixels (lengths ×
+  2^k) and marked with the level."""
+  r = np.asarray(table["r"])
+  lo, hi = level.keep
+  keep = (np.asarray(table["x"]) < width) & (np.asarray(table["y"]) < height) & (r >= lo) & (
+      r < hi)
+  f = level.factor
+  out = {}
+  for k, v in table.items():
+    v = np.asarray(v)[keep]
+    if k == "r_log_loc":
+      v = v + math.log(f)
+    elif k.startswith(("x", "y", "r")) and not k.startswith("r_log_scale"):
+      v = v * f
+    out[k] = v
+  out["level"] = np.full(int(keep.sum()), level.index)
+  return out
+
+
+def merge(tables: list[dict]) -> dict:
+  """Row-wise concatenation of tables with the same columns."""
+  return {k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in tables[0]}
+
+
+def _order(cands: dict) -> np.ndarray:
+  """Coarser levels first, then higher p."""
+  return np.lexsort((-np.asarray(cands["p"]), -np.asarray(cands["level"])))
+
+
+def conflict(xi, yi, ri, xj, yj, rj, *, hard_core: bool) -> bool:
+  """Two detections from different levels are one droplet (centres within half the larger
+  radius, radii within a factor 2: the matching rule), or, for droplets that do not
+  overlap, the smaller is centred inside the larger."""
+  d = math.hypot(xi - xj, yi - yj)
+  big, small = max(ri, rj), min(ri, rj)
+  return (d <= 0.5 * big and small >= 0.5 * big) or (hard_core and d < big)
+
+
+def resolve(cands: dict, *, threshold: float, hard_core: bool) -> np.ndarray:
+  """Which candidates survive: in order (coarse levels first, then higher p), every
+  confident survivor (p > threshold) removes the later candidates of other levels that
+  conflict with it (``conflict``).
+
+  Returns:
+    keep_N, boolean.
+  """
+  n = len(cands["x"])
+  keep = np.ones(n, bool)
+  if n == 0:
+    return keep
+  x, y, r = (np.asarray(cands[k], float) for k in ("x", "y", "r"))
+  p, level = np.asarray(cands["p"]), np.asarray(cands["level"])
+  order = _order(cands)
+  rank = np.empty(n, int)
+  rank[order] = np.arange(n)
+  tree = cKDTree(np.stack([x, y], 1))
+  r_max = r.max()
+  for i in order:
+    if not keep[i] or p[i] <= threshold:
+      continue
+    for j in tree.query_ball_point((x[i], y[i]), max(r[i], r_max)):
+      if rank[j] > rank[i] and keep[j] and level[j] != level[i] and conflict(
+          x[i], y[i], r[i], x[j], y[j], r[j], hard_core=hard_core):
+        keep[j] = False
+  return keep
+
+
+MIN_P = 0.01  # Candidates below this probability add less than it each: left out.
+
+
+@dataclasses.dataclass
+class LevelResult:
+  """One pyramid level: its image and the encoder's posterior on its cell grid."""
+
+  level: Level
+  image: np.ndarray
+  posterior: CatalogPosterior
+
+
+def merged_candidates(levels: list[LevelResult], model: ModelConfig, threshold: float,
+                      level: float = LEVEL) -> dict:
+  """Every level's kept candidates (p >= MIN_P) in base pixels, overlaps between levels
+  resolved (``resolve``); intervals at ``level``."""
+  tables = []
+  for lr in levels:
+    h, w = lr.image.shape[:2]
+    table = lr.posterior.to_table(model.cell, MIN_P, level=level)[0]
+    tables.append(level_candidates(table, lr.level, h, w))
+  cands = merge(tables)
+  keep = resolve(cands, threshold=threshold, hard_core=model.hard_core)
+  return {k: v[keep] for k, v in cands.items()}
+
+
+def kept_catalogs(levels: list[LevelResult], candidates: dict, threshold: float):
+  """(factor, point catalog) per level holding only its kept droplets (p > threshold)."""
+  out = []
+  for lr in levels:
+    cat = lr.posterior.point(threshold)
+    mine = (candidates["level"] == lr.level.index) & (candidates["p"] > threshold)
+    on = np.zeros(cat.on_BYX.shape[1:], bool)
+    on[candidates["cell_row"][mine], candidates["cell_col"][mine]] = True
+    out.append((lr.level.factor, cat.replace(on_BYX=jnp.asarray(on[None]))))
+  return out
+
+
+def render_levels(model: ModelConfig, decoder_params, levels: list[LevelResult],
+                  candidates: dict, threshold: float) -> np.ndarray:
+  """Noise-free render of the kept droplets (p > threshold) of every level at the base
+  image's size, each level's droplets at their size."""
+  cats = kept_catalogs(levels, candidates, threshold)
+  h, w = levels[0].image.shape[:2]
+  return reconstruct(model, decoder_params, cats[0][1], height=h, width=w,
+                     coarser=tuple(cats[1:]))

@@ -1,0 +1,43 @@
+"""bench/real.py, the whole real-image job (calibrate without labels, infer with no scale
+given, score dropamort and a peer), on two condensation images with a tiny calibration."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "..", "shared", "data", "condensation")
+NAMES = ("DSC_0003.jpg", "DSC_0382.jpg")  # Small droplets; droplets up to 74 px.
+
+
+@pytest.mark.slow  # A calibration, inference and a peer on two images (~2 min).
+@pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data/condensation is absent")
+def test_bench_real_scores_dropamort_and_a_peer_on_two_images(tmp_path):
+  images = tmp_path / "set" / "images"
+  images.mkdir(parents=True)
+  for name in NAMES:
+    shutil.copy(os.path.join(DATA, "images", name), images / name)
+  labels = pd.read_csv(os.path.join(DATA, "labels.csv"))
+  labels[labels["image"].isin(NAMES)].to_csv(tmp_path / "set" / "labels.csv", index=False)
+  cmd = [sys.executable, os.path.join(ROOT, "bench", "real.py"), "--images",
+         str(tmp_path / "set"), "--run-dir", str(tmp_path / "run"), "--tune", "1",
+         "--peers", "blob_log", "--out", str(tmp_path / "pictures"), "--",
+         "debug=smoke", "trainer.progress=false", "calibrate.rounds=1",
+         "calibrate.sleep_steps=2", "calibrate.wake_steps=2", "calibrate.wake_eval_every=1",
+         "calibrate.wake_batch=2", "calibrate.wake_eval_crops=2"]
+  p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+  assert p.returncode == 0, p.stderr[-3000:]
+  out = json.loads(p.stdout.strip().splitlines()[-1])
+  for method in ("dropamort", "blob_log"):
+    assert 0 <= out[method]["recall"] <= 1 and "f1" in out[method]["rest"]
+  # The image held out of the wake fit (the second of two) is reconstructed and scored.
+  assert out["summary"]["held_out_images"] == ["DSC_0382.jpg"]
+  assert 0 < out["dropamort"]["reconstruction_rmse_held_out"] < 1
+  assert out["summary"]["tuning_images"] == ["DSC_0003.jpg"]
+  assert sorted(os.listdir(tmp_path / "pictures")) == ["real_best.png", "real_worst.png"]
+  assert (tmp_path / "run" / "checkpoints" / "calibrated").is_dir()

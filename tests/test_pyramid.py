@@ -1,0 +1,87 @@
+"""The image pyramid: levels, exact halvings, and overlap resolution against brute force."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dropamort.config import ModelConfig
+from dropamort.pyramid import build_pyramid, plan_levels, resolve
+
+
+def test_keep_bands_tile_the_radius_axis():
+  levels = plan_levels(380, 507, ModelConfig())
+  assert len(levels) == 4  # 380 / 8 = 47.5 px = 11 cells; / 16 would be 5.9 cells.
+  edges = [(lv.keep[0] * lv.factor, lv.keep[1] * lv.factor) for lv in levels]
+  assert edges == [(0.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, math.inf)]
+  assert len(plan_levels(380, 507, ModelConfig(), max_levels=1)) == 1
+  assert plan_levels(380, 507, ModelConfig(), max_levels=1)[0].keep == (0.0, math.inf)
+
+
+def test_each_level_is_the_exact_block_mean_of_the_base(key):
+  base = np.random.default_rng(0).random((37, 50, 3)).astype(np.float32)
+  levels = build_pyramid(base, 3)
+  assert [lv.shape[:2] for lv in levels] == [(37, 50), (19, 25), (10, 13)]
+  np.testing.assert_allclose(levels[1][4, 7], base[8:10, 14:16].mean((0, 1)), rtol=1e-6)
+  np.testing.assert_allclose(levels[2][2, 3], base[8:12, 12:16].mean((0, 1)), rtol=1e-6)
+  # An odd side repeats its edge: the last row of level 1 averages row 36 with itself.
+  np.testing.assert_allclose(levels[1][18, 0], base[36, 0:2].mean(0), rtol=1e-6)
+
+
+def brute_force(c, threshold, hard_core):
+  """Independent O(N²) resolution: coarse levels first, then higher p; a confident
+  survivor removes later candidates of other levels that are the same droplet (centres
+  within half the larger radius, radii within a factor 2) or, hard core, centred inside
+  it."""
+  n = len(c["x"])
+  order = sorted(range(n), key=lambda i: (-c["level"][i], -c["p"][i]))
+  keep = [True] * n
+  for a, i in enumerate(order):
+    if not keep[i] or c["p"][i] <= threshold:
+      continue
+    for j in order[a + 1:]:
+      if not keep[j] or c["level"][j] == c["level"][i]:
+        continue
+      d = math.hypot(c["x"][i] - c["x"][j], c["y"][i] - c["y"][j])
+      big, small = max(c["r"][i], c["r"][j]), min(c["r"][i], c["r"][j])
+      if (d <= 0.5 * big and 2 * small >= big) or (hard_core and d < big):
+        keep[j] = False
+  return np.array(keep)
+
+
+@pytest.mark.parametrize("hard_core", [True, False])
+def test_resolution_equals_the_brute_force_reference(hard_core):
+  rng = np.random.default_rng(1)
+  parts = []
+  for level, (n, r_lo, r_hi) in enumerate([(400, 1, 8), (30, 8, 16), (5, 16, 32)]):
+    parts.append({"x": rng.uniform(0, 200, n), "y": rng.uniform(0, 150, n),
+                  "r": rng.uniform(r_lo, r_hi, n), "p": rng.uniform(0, 1, n),
+                  "level": np.full(n, level)})
+  # Duplicates across levels: copies of coarse droplets read again one level finer.
+  dup = {k: v[:10].copy() for k, v in parts[1].items()}
+  dup["x"] += rng.normal(0, 1, 10)
+  dup["r"] *= 0.95
+  dup["level"][:] = 0
+  parts.append(dup)
+  c = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  got = resolve(c, threshold=0.5, hard_core=hard_core)
+  want = brute_force(c, 0.5, hard_core)
+  np.testing.assert_array_equal(got, want)
+  assert 10 <= (~got).sum() < len(got) // 2  # Resolution did something, not everything.
+
+
+def test_a_coarse_droplet_wins_over_what_a_finer_level_reads_inside_it():
+  c = {"x": np.array([50.0, 52.0, 58.0, 50.5, 80.0]),
+       "y": np.array([50.0, 49.0, 55.0, 50.0, 80.0]),
+       "r": np.array([20.0, 3.0, 4.0, 18.0, 3.0]),
+       "p": np.array([0.7, 0.9, 0.95, 0.99, 0.9]),
+       "level": np.array([2, 0, 0, 1, 0])}
+  # Level 1 reads the same droplet (duplicate); level 0 reads highlights inside it.
+  np.testing.assert_array_equal(resolve(c, threshold=0.5, hard_core=True),
+                                [True, False, False, False, True])
+  # Droplets that may overlap in projection (emulsions): only the duplicate goes.
+  np.testing.assert_array_equal(resolve(c, threshold=0.5, hard_core=False),
+                                [True, True, True, False, True])
+  # An unsure coarse candidate removes nothing: the level-1 read of the droplet does.
+  c["p"][0] = 0.3
+  assert resolve(c, threshold=0.5, hard_core=True).tolist() == [True, False, False, True, True]
