@@ -115,14 +115,15 @@ class DropletReader:
 
 def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float,
                    ratio: float) -> list[dict]:
-  """Per level: its scale (analysed size / base size), the radius band it read (original
-  pixels) and how many droplets (p > threshold) it contributed."""
+  """Per level: its scale (its size / the original image's size), the radius band it read
+  (original pixels) and how many droplets (p > threshold) it contributed; ``ratio`` is
+  original size / base level size."""
   out = []
   for lr in levels:
     lo, hi = lr.level.keep
     f = lr.level.factor
     n = int(np.sum((candidates["level"] == lr.level.index) & (candidates["p"] > threshold)))
-    out.append({"scale": 1 / f, "radius_px": [lo * f * ratio, hi * f * ratio], "droplets": n})
+    out.append({"scale": 1 / (f * ratio), "radius_px": [lo * f * ratio, hi * f * ratio], "droplets": n})
   return out
 
 

@@ -58,3 +58,14 @@ def test_the_same_droplets_at_three_zooms(scene, zoom):
 # share from coarser levels 0 / 0.29 / 0.61.
 F1_AT_ZOOM = {1: 0.9, 2: 0.7, 4: 0.55}
 COARSE_SHARE = {1: (0.0, 0.05), 2: (0.2, 1.0), 4: (0.45, 1.0)}
+
+
+def test_summary_states_each_level_against_the_original_image(scene):
+  """Read from half size, the levels are 1/2, 1/4, ... of the image and their bands are
+  in the image's own pixels (the band 1–8 px of the encoder is 0–16 px of the image)."""
+  reader, clean, _, _ = scene
+  image = np.kron(clean.clip(0, 1), np.ones((2, 2, 1), np.float32))  # Two levels at 1/2.
+  result = reader.infer(image, InferConfig(scale=0.5, samples=10, progress=False))
+  scales = result.summary["scales"]
+  assert [s["scale"] for s in scales] == [0.5 / 2**i for i in range(len(scales))]
+  assert scales[0]["radius_px"] == [0.0, 16.0] and scales[-1]["radius_px"][1] == np.inf
