@@ -56,20 +56,21 @@ def test_wake_recovers_a_perturbed_decoder(key):
   noise = jax.tree.map(lambda a: 0.4 * jax.random.normal(jax.random.fold_in(key, a.size),
                                                          a.shape), params)
   start = jax.tree.map(jnp.add, params, noise)
-  model, canvas, true_params, catalog, state, crops = setup(key, 32, 0.02, start)
+  model, canvas, true_params, catalog, state, crops = setup(key, 16, 0.02, start)
   state = state.replace(prior=state.prior.replace(noise_sigma=jnp.float32(0.05)))
   render = lambda p: render_catalog(canvas, bind(decoder_module(canvas), p), catalog)
   truth = render(true_params)
   rmse = lambda p: float(jnp.sqrt(jnp.mean((render(p) - truth) ** 2)))
   rmse_start = rmse(start)
-  step = make_wake_step(model, state_tx := make_wake_optimizer(3e-3), size=SIZE)
+  step = make_wake_step(model, state_tx := make_wake_optimizer(1e-2), size=SIZE)
   state = state.replace(wake_opt_state=state_tx.init(
       (state.decoder_params, jnp.log(state.prior.noise_sigma))))
   post = sharp_posterior(catalog)
-  for _ in range(300):
+  for _ in range(100):
     state, m = step(state, key, post, crops, ones(crops))
-  assert bool(m["finite"]) and int(state.wake_step) == 300
-  assert rmse(state.decoder_params) < 0.5 * rmse_start, (rmse_start, rmse(state.decoder_params))
+  assert bool(m["finite"]) and int(state.wake_step) == 100
+  # Measured: 0.14 of the starting error after 100 steps.
+  assert rmse(state.decoder_params) < 0.3 * rmse_start, (rmse_start, rmse(state.decoder_params))
 
 
 def test_the_halo_explains_every_scored_pixel(key):
