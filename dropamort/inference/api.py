@@ -16,7 +16,7 @@ from dropamort.data.images import resize
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
-from dropamort.inference.stats import lab_summary
+from dropamort.inference.stats import draw, lab_summary
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
                                render_levels)
 
@@ -31,6 +31,7 @@ class Result:
   summary: dict
   image: np.ndarray  # The analysed base image (after scaling).
   ratio_xy: tuple[float, float]  # Original / analysed size.
+  draws: tuple  # (on_SN, radius_SN): the posterior samples the summary was computed from.
 
   @property
   def posterior(self) -> CatalogPosterior:
@@ -98,10 +99,10 @@ class DropletReader:
     table = droplet_table(candidates, threshold=options.threshold, ratio_xy=ratio,
                           pixel_size=options.pixel_size)
     rr = float(np.sqrt(ratio[0] * ratio[1]))
-    key = jax.random.key(options.seed)
-    summary = summarize(key, candidates, ratio=rr, samples=options.samples)
-    summary["lab"] = lab_summary(key, candidates, ratio=rr, area_px=float(h0 * w0),
-                                 pixel_size=options.pixel_size, samples=options.samples)
+    draws = draw(jax.random.key(options.seed), candidates, options.samples, rr)
+    summary = summarize(candidates, *draws)
+    summary["lab"] = lab_summary(*draws, area_px=float(h0 * w0),
+                                 pixel_size=options.pixel_size)
     summary["pixel_size_um"] = options.pixel_size
     summary["count"]["thresholded"] = len(table)  # = rows of catalog.csv
     summary.update({"image_size": [h0, w0], "analysed_size": [h, w],
@@ -110,7 +111,7 @@ class DropletReader:
                     "scales": scales_summary(levels, candidates, options.threshold, rr),
                     "timings_s": {"single_pass": round(t_pass, 4)}})
     return Result(levels=levels, candidates=candidates, table=table, summary=summary,
-                  image=base, ratio_xy=ratio)
+                  image=base, ratio_xy=ratio, draws=draws)
 
 
 def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float,

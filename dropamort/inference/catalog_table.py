@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dropamort.inference.stats import draw
 from dropamort.schema import interval_names, sd_name
 
 
@@ -41,15 +40,14 @@ def droplet_table(table: dict, *, threshold: float, ratio_xy=(1.0, 1.0),
   return pd.DataFrame(cols)
 
 
-def summarize(key, candidates: dict, *, ratio: float = 1.0, samples: int = 200) -> dict:
+def summarize(candidates: dict, on_SN, radius_SN) -> dict:
   """Droplet count and radius distribution with 90% credible intervals, from posterior
-  samples of (on, radius) over the candidates (each a Bernoulli(p) droplet with a
-  log-normal radius; candidates below the floor p add less than it each).
-
-  Radii are reported in original-image pixels (``ratio`` = original / analysed size).
+  samples (``stats.draw``: each candidate a Bernoulli(p) droplet with a log-normal radius,
+  in original-image pixels; candidates below the floor p add less than it each).
   """
   pc = np.asarray(candidates["p"], float)
-  on, radius = draw(key, candidates, samples, ratio)
+  on, radius = on_SN, radius_SN
+  samples = len(on)
   counts = on.sum(1)
   q = lambda v: [float(x) for x in np.quantile(v, [0.05, 0.5, 0.95])]
   per_sample = np.array([np.quantile(r[o], [0.1, 0.5, 0.9]) if o.any() else [np.nan] * 3

@@ -13,7 +13,6 @@ import shutil
 import sys
 import time
 
-import jax
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -75,9 +74,7 @@ def _distribution_title(summary: dict) -> str:
 
 def _histograms(result: Result, options: InferConfig):
   """Posterior samples of the droplet counts per fixed diameter bin (for pooling)."""
-  rx, ry = result.ratio_xy
-  on, radius = stats.draw(jax.random.key(options.seed), result.candidates, options.samples,
-                          float(np.sqrt(rx * ry)))
+  on, radius = result.draws
   unit = 1.0 if options.pixel_size is None else options.pixel_size
   return stats.diameter_histograms(on, radius, report.EDGES_PX * unit, unit)
 

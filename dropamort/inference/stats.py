@@ -60,15 +60,15 @@ def interval(values) -> dict:
   return {"median": mid, "ci90": [lo, hi]}
 
 
-def lab_summary(key, candidates: dict, *, ratio: float, area_px: float,
-                pixel_size: float | None, samples: int) -> dict:
-  """The summary's lab figures (see the module docstring), each with its interval.
+def lab_summary(on_SN, radius_SN, *, area_px: float, pixel_size: float | None) -> dict:
+  """The summary's lab figures (see the module docstring), each with its interval, from
+  posterior samples ``draw`` made.
 
   Args:
     area_px: the original image's area in pixels.
     pixel_size: µm per original pixel, or None.
   """
-  on, radius = draw(key, candidates, samples, ratio)
+  on, radius = on_SN, radius_SN
   s = per_sample(on, radius, area_px=area_px, pixel_size=pixel_size)
   unit = "um" if pixel_size is not None else "px"
   density_unit = "per_mm2" if pixel_size is not None else "per_megapixel"

@@ -14,8 +14,8 @@ def catalog(r, p, scale=1e-9):
 
 def test_figures_equal_hand_computed_values():
   # Three sure droplets of radius 2, 3 and 5 px in a 100 × 100 px image of 0.5 µm pixels.
-  summary = lab_summary(jax.random.key(0), catalog([2, 3, 5], [1, 1, 1]), ratio=1.0,
-                        area_px=100 * 100, pixel_size=0.5, samples=50)
+  summary = lab_summary(*draw(jax.random.key(0), catalog([2, 3, 5], [1, 1, 1]), 50),
+                        area_px=100 * 100, pixel_size=0.5)
   d = summary["diameter_um"]
   np.testing.assert_allclose(summary["coverage"]["median"], np.pi * (4 + 9 + 25) / 1e4)
   # Diameters 2, 3 and 5 µm: D32 = Σd³ / Σd² = 160 / 38.
@@ -27,8 +27,8 @@ def test_figures_equal_hand_computed_values():
 
 
 def test_without_a_pixel_size_densities_are_per_megapixel_and_lengths_in_pixels():
-  summary = lab_summary(jax.random.key(0), catalog([4], [1]), ratio=2.0, area_px=1e6,
-                        pixel_size=None, samples=20)
+  summary = lab_summary(*draw(jax.random.key(0), catalog([4], [1]), 20, ratio=2.0),
+                        area_px=1e6, pixel_size=None)
   np.testing.assert_allclose(summary["number_density_per_megapixel"]["median"], 1.0)
   np.testing.assert_allclose(summary["diameter_px"]["D50"]["median"], 16.0)  # 2 × 4 × 2.
   assert "diameter_um" not in summary
