@@ -279,15 +279,26 @@ class RunCheckpoints:
     step = self.latest.latest_step()
     if step is None:
       return None, ()
-    saved_fields = set(self.latest.item_metadata(step)[STATE].keys())
+    saved = self.latest.item_metadata(step)[STATE]
+    saved_fields = set(saved.keys())
     fields = {f.name: getattr(fresh_state, f.name) for f in dataclasses.fields(fresh_state)}
     if not saved_fields <= set(fields):
       raise CheckpointError(f"{self.latest.directory}/{step}: a state with fields "
                             f"{sorted(saved_fields - set(fields))} this version does not know")
-    target = on_one_device({k: v for k, v in fields.items() if k in saved_fields})
+    target = {k: v for k, v in fields.items() if k in saved_fields}
+    # An older prior lacks newer fields (e.g. ``widen``): restore what it has, keep the
+    # fresh values of the rest.
+    prior_fields = set(saved["prior"].keys()) if "prior" in saved_fields else set()
+    if prior_fields:
+      target["prior"] = {k: v for k, v in vars(fields["prior"]).items() if k in prior_fields}
     restored = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))[STATE]
-    return fresh_state.replace(**restored), tuple(sorted(set(fields) - saved_fields))
+        state=ocp.args.StandardRestore(on_one_device(target))))[STATE]
+    if prior_fields:
+      restored["prior"] = fresh_state.prior.replace(**restored["prior"])
+    lacked = set(fields) - saved_fields
+    if prior_fields and prior_fields != set(vars(fields["prior"])):
+      lacked.add("prior." + ",".join(sorted(set(vars(fields["prior"])) - prior_fields)))
+    return fresh_state.replace(**restored), tuple(sorted(lacked))
 
   def close(self) -> None:
     self.wait()

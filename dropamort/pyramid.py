@@ -152,13 +152,15 @@ class LevelResult:
 
 
 def merged_candidates(levels: list[LevelResult], model: ModelConfig, threshold: float,
-                      level: float = LEVEL) -> dict:
+                      level: float = LEVEL, widen=None) -> dict:
   """Every level's kept candidates (p >= MIN_P) in base pixels, overlaps between levels
-  resolved (``resolve``); intervals at ``level``."""
+  resolved (``resolve``); intervals at ``level``, the posterior's scales of x, y and
+  log r times ``widen`` (``Prior.widen``) when given."""
   tables = []
   for lr in levels:
     h, w = lr.image.shape[:2]
-    table = lr.posterior.to_table(model.cell, MIN_P, level=level)[0]
+    post = lr.posterior if widen is None else lr.posterior.widened(widen)
+    table = post.to_table(model.cell, MIN_P, level=level)[0]
     tables.append(level_candidates(table, lr.level, h, w))
   cands = merge(tables)
   keep = resolve(cands, threshold=threshold, hard_core=model.hard_core)

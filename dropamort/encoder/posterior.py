@@ -127,6 +127,13 @@ class CatalogPosterior:
         composition_BYXT=jax.nn.sigmoid(draw(ks[3], self.comp_loc_BYXT, self.comp_scale_BYXT)),
         background_BYXC=draw(ks[4], self.bg_loc_BYXC, self.bg_scale_BYXC))
 
+  def widened(self, factors) -> "CatalogPosterior":
+    """The posterior with the scales of x, y (logit offsets) and log r multiplied by
+    ``factors`` (3,); locations and everything else unchanged."""
+    k = jnp.asarray(factors, jnp.float32)
+    return self.replace(offset_scale_BYX2=self.offset_scale_BYX2 * k[:2],
+                        logr_scale_BYX=self.logr_scale_BYX * k[2])
+
   def point(self, threshold: float = 0.5) -> Catalog:
     """Point estimate: cells with p > threshold, each factor at its posterior median."""
     return Catalog(on_BYX=self.p_BYX > threshold,

@@ -80,7 +80,8 @@ def _candidates(reader: DropletReader, image, options: InferConfig):
   t0 = time.perf_counter()
   result = reader.infer(image, options)
   ms = (time.perf_counter() - t0) * 1e3
-  half = merged_candidates(result.levels, reader.cfg.model, options.threshold, level=0.5)
+  half = merged_candidates(result.levels, reader.cfg.model, options.threshold, level=0.5,
+                           widen=reader.predictor.prior.widen)
   return result.candidates, half, ms
 
 

@@ -95,7 +95,8 @@ class DropletReader:
     base = levels[0].image
     (h0, w0), (h, w) = size, base.shape[:2]
     ratio = (w0 / w, h0 / h)
-    candidates = merged_candidates(levels, self.cfg.model, options.threshold)
+    candidates = merged_candidates(levels, self.cfg.model, options.threshold,
+                                   widen=self.predictor.prior.widen)
     table = droplet_table(candidates, threshold=options.threshold, ratio_xy=ratio,
                           pixel_size=options.pixel_size)
     rr = float(np.sqrt(ratio[0] * ratio[1]))

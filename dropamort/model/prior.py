@@ -63,6 +63,9 @@ class Prior:
   background_sd: jnp.ndarray  # () spread of the smooth background field
   larger_fraction: jnp.ndarray  # () area share of each layer of larger droplets
   noise_sigma: jnp.ndarray  # ()
+  # (3,) how much wider than the encoder's the posterior of x, y and log r must be on the
+  # calibration's real images (their misfit; dropamort.training.misfit); 1 without them.
+  widen: jnp.ndarray
 
   @classmethod
   def from_config(cls, cfg: ModelConfig) -> "Prior":
@@ -74,7 +77,7 @@ class Prior:
                background_low=jnp.broadcast_to(f(cfg.background_low), c),
                background_high=jnp.broadcast_to(f(cfg.background_high), c),
                background_sd=f(cfg.background_sd), larger_fraction=f(cfg.larger_fraction),
-               noise_sigma=f(cfg.noise_sigma))
+               noise_sigma=f(cfg.noise_sigma), widen=jnp.ones((3,), jnp.float32))
 
   def summary(self) -> dict:
     """Plain floats (lists per channel), for logs and JSON."""

@@ -21,6 +21,7 @@ import numpy as np
 from dropamort.config import CalibrateConfig, DataConfig, ModelConfig
 from dropamort.data.real import load_real, split_holdout
 from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.training.misfit import bootstrap_widen
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
                                render_levels)
 
@@ -85,6 +86,20 @@ class RealImages:
       count += int(np.sum(cands["p"] > threshold))
     return {"real_rmse": math.sqrt(sq / n), "flat_rmse": math.sqrt(flat / n),
             "count_per_image": count / len(self.held_out)}
+
+  def widen(self, posterior_fn, params, decoder_params, threshold: float,
+            rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The posterior widening factors for x, y, log r that the held-out images' own
+    residuals call for (``dropamort.training.misfit``), and the droplets they rest on."""
+
+    def read(image):
+      levels = self.read(posterior_fn, params, [image])[0]
+      cands = merged_candidates(levels, self.model, threshold)
+      sure = cands["p"] > threshold
+      recon = render_levels(self.model, decoder_params, levels, cands, threshold)
+      return {k: np.asarray(v)[sure] for k, v in cands.items()}, recon
+
+    return bootstrap_widen(read, self.held_out, rng)
 
 
 def _view(lr: LevelResult, cands: dict, threshold: float, cell: int) -> View:

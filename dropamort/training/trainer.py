@@ -39,7 +39,7 @@ from dropamort.training.validate import validate, validation_set
 from dropamort.training.wake import WakeViews, make_wake_loss, make_wake_step
 
 # Key streams: fold_in(seed key, i).
-STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout")
+STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout", "widen")
 
 
 class NonFiniteLoss(UserError, RuntimeError):
@@ -340,13 +340,20 @@ class Trainer:
     if self.real is not None:
       read = self.real.read(self.posterior_fn, state.params, self.real.held_out)
       record = self.real.record(state.decoder_params, read, self.cfg.trainer.threshold)
-      record.update(round=r, step=int(state.step), **state.prior.summary())
+      rng = np.random.default_rng(np.asarray(jax.random.key_data(
+          jax.random.fold_in(self.keys["widen"], r))))
+      widen, found = self.real.widen(self.posterior_fn, state.params, state.decoder_params,
+                                     self.cfg.trainer.threshold, rng)
+      state = state.replace(prior=state.prior.replace(widen=jnp.asarray(widen)))
+      record.update(round=r, step=int(state.step), widen_found=found,
+                    **state.prior.summary())
       self.rounds_log.write(event="round", **record)
       self.last_record = record
       self.say(f"round {r}: held-out real RMSE {record['real_rmse']:.4f} (flat colour "
                f"{record['flat_rmse']:.4f}), {record['count_per_image']:.0f} droplets/image, "
                f"noise sigma {record['noise_sigma']:.4f}, density {record['density']:.4f}, "
-               f"log r ~ N({record['radius_loc']:.2f}, {record['radius_scale']:.2f})")
+               f"log r ~ N({record['radius_loc']:.2f}, {record['radius_scale']:.2f}), "
+               f"posterior widened x/y/r by {widen[0]:.2f}/{widen[1]:.2f}/{widen[2]:.2f}")
     nxt = r + 1
     state = self._place(state.replace(
         round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= rounds(self.cfg) else DONE),
