@@ -60,6 +60,10 @@ def test_rounds_are_logged_and_the_calibrated_model_is_what_inference_reads(unin
                              rtol=1e-5)
   assert float(reader.predictor.prior.noise_sigma) != cfg.model.noise_sigma or (
       best["round"] == 0)
+  # The round's widening factors travel with the model, and the tables use them.
+  widen = np.asarray(reader.predictor.prior.widen)
+  np.testing.assert_allclose(widen, best["widen"], rtol=1e-6)
+  assert widen.shape == (3,) and np.all(widen >= 1.0)
 
 
 def test_killed_after_round_one_resumes_to_the_same_model(cfg, uninterrupted, tmp_path):
