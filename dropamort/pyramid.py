@@ -10,9 +10,11 @@ band, coarser levels its upper octave [radius_max / 2, radius_max), so the kept 
 tile the radius axis: with the defaults 1–8, 8–16, 16–32, ... px of the base image (the
 finest level keeps everything smaller too, the coarsest everything larger).
 
-Where two levels report the same droplet, or (for droplets that do not overlap, the
-hard-core model) a finer level reports a droplet centred inside a coarser level's
-droplet, the coarser, confident detection wins (``resolve``).
+Where two detections are the same droplet (two levels, or two neighbouring cells of one
+level, read it), or (for droplets that do not overlap, the hard-core model) one is
+centred inside another, the coarser, then the more probable, confident detection wins
+(``resolve``): the encoder's cells are independent given the image, so it cannot say
+"this cell or its neighbour", and on real images it often says both.
 """
 
 from __future__ import annotations
@@ -102,9 +104,9 @@ def _order(cands: dict) -> np.ndarray:
 
 
 def conflict(xi, yi, ri, xj, yj, rj, *, hard_core: bool) -> bool:
-  """Two detections from different levels are one droplet (centres within half the larger
-  radius, radii within a factor 2: the matching rule), or, for droplets that do not
-  overlap, the smaller is centred inside the larger."""
+  """Two detections are one droplet (centres within half the larger radius, radii within
+  a factor 2: the matching rule), or, for droplets that do not overlap, the smaller is
+  centred inside the larger."""
   d = math.hypot(xi - xj, yi - yj)
   big, small = max(ri, rj), min(ri, rj)
   return (d <= 0.5 * big and small >= 0.5 * big) or (hard_core and d < big)
@@ -112,7 +114,7 @@ def conflict(xi, yi, ri, xj, yj, rj, *, hard_core: bool) -> bool:
 
 def resolve(cands: dict, *, threshold: float, hard_core: bool) -> np.ndarray:
   """Which candidates survive: in order (coarse levels first, then higher p), every
-  confident survivor (p > threshold) removes the later candidates of other levels that
+  confident survivor (p > threshold) removes the later candidates, of any level, that
   conflict with it (``conflict``).
 
   Returns:
@@ -133,7 +135,7 @@ def resolve(cands: dict, *, threshold: float, hard_core: bool) -> np.ndarray:
     if not keep[i] or p[i] <= threshold:
       continue
     for j in tree.query_ball_point((x[i], y[i]), max(r[i], r_max)):
-      if rank[j] > rank[i] and keep[j] and level[j] != level[i] and conflict(
+      if rank[j] > rank[i] and keep[j] and conflict(
           x[i], y[i], r[i], x[j], y[j], r[j], hard_core=hard_core):
         keep[j] = False
   return keep

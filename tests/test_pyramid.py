@@ -30,7 +30,7 @@ def test_each_level_is_the_exact_block_mean_of_the_base(key):
 
 def brute_force(c, threshold, hard_core):
   """Independent O(N²) resolution: coarse levels first, then higher p; a confident
-  survivor removes later candidates of other levels that are the same droplet (centres
+  survivor removes later candidates (any level) that are the same droplet (centres
   within half the larger radius, radii within a factor 2) or, hard core, centred inside
   it."""
   n = len(c["x"])
@@ -40,7 +40,7 @@ def brute_force(c, threshold, hard_core):
     if not keep[i] or c["p"][i] <= threshold:
       continue
     for j in order[a + 1:]:
-      if not keep[j] or c["level"][j] == c["level"][i]:
+      if not keep[j]:
         continue
       d = math.hypot(c["x"][i] - c["x"][j], c["y"][i] - c["y"][j])
       big, small = max(c["r"][i], c["r"][j]), min(c["r"][i], c["r"][j])
@@ -67,7 +67,7 @@ def test_resolution_equals_the_brute_force_reference(hard_core):
   got = resolve(c, threshold=0.5, hard_core=hard_core)
   want = brute_force(c, 0.5, hard_core)
   np.testing.assert_array_equal(got, want)
-  assert 10 <= (~got).sum() < len(got) // 2  # Resolution did something, not everything.
+  assert 10 <= (~got).sum() < 3 * len(got) // 4  # Resolution did something, not everything.
 
 
 def test_a_coarse_droplet_wins_over_what_a_finer_level_reads_inside_it():
@@ -85,3 +85,13 @@ def test_a_coarse_droplet_wins_over_what_a_finer_level_reads_inside_it():
   # An unsure coarse candidate removes nothing: the level-1 read of the droplet does.
   c["p"][0] = 0.3
   assert resolve(c, threshold=0.5, hard_core=True).tolist() == [True, False, False, True, True]
+
+
+def test_one_level_reading_a_droplet_twice_keeps_the_more_probable_read():
+  # Two neighbouring cells of level 0 read one droplet (a duplicate); two droplets that
+  # touch (centres r1 + r2 apart) are both kept, hard core or not.
+  c = {"x": np.array([30.0, 31.5, 60.0, 68.0]), "y": np.array([30.0, 30.5, 60.0, 60.0]),
+       "r": np.array([5.0, 4.6, 4.0, 4.0]), "p": np.array([0.8, 0.95, 0.9, 0.9]),
+       "level": np.zeros(4, int)}
+  for hard_core in (True, False):
+    assert resolve(c, threshold=0.5, hard_core=hard_core).tolist() == [False, True, True, True]
