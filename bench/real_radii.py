@@ -24,6 +24,7 @@ import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import find_images, read_image  # noqa: E402
 from dropamort.metrics import LABEL_R_MIN, PRED_FACTOR, REAL_MIN_TOL, match  # noqa: E402
+from dropamort.pyramid import point_mask  # noqa: E402
 
 BINS = (6, 8, 12, 16, 24, 32, 48, 128)
 
@@ -33,7 +34,7 @@ def pairs(reader, image_paths, labels: pd.DataFrame) -> pd.DataFrame:
   rows = []
   for path in image_paths:
     result = reader.infer(read_image(path, 3)[0], InferConfig(samples=20, progress=False))
-    on = result.candidates["p"] > result.summary["threshold"]
+    on = point_mask(result.candidates, result.summary["threshold"])
     level = np.asarray(result.candidates["level"])[on]  # Row order of result.table.
     read = {k: result.table[k].to_numpy() for k in ("x", "y", "r")}
     keep = read["r"] >= PRED_FACTOR * LABEL_R_MIN

@@ -13,8 +13,12 @@ finest level keeps everything smaller too, the coarsest everything larger).
 Where two detections are the same droplet (two levels, or two neighbouring cells of one
 level, read it), or (for droplets that do not overlap, the hard-core model) one is
 centred inside another, the coarser, then the more probable, confident detection wins
-(``resolve``): the encoder's cells are independent given the image, so it cannot say
-"this cell or its neighbour", and on real images it often says both.
+(``resolve``). Between levels the loser is dropped. Within a level it is only marked
+``duplicate``: the encoder's cells are independent given the image, so it cannot say
+"this cell or its neighbour" and on real images often says both; the point catalog
+(``point_mask``: tables, reconstructions) leaves duplicates out, while posterior draws
+(counts, areas, size distributions) keep every cell's probability, whose sum is what
+the encoder calibrates on simulations.
 """
 
 from __future__ import annotations
@@ -120,10 +124,16 @@ def resolve(cands: dict, *, threshold: float, hard_core: bool) -> np.ndarray:
   Returns:
     keep_N, boolean.
   """
+  return _resolve(cands, threshold=threshold, hard_core=hard_core)[0]
+
+
+def _resolve(cands: dict, *, threshold: float, hard_core: bool):
+  """(keep_N, same_level_N): ``resolve``'s survivors, and whether each loser lost to a
+  detection of its own level."""
   n = len(cands["x"])
-  keep = np.ones(n, bool)
+  keep, same = np.ones(n, bool), np.zeros(n, bool)
   if n == 0:
-    return keep
+    return keep, same
   x, y, r = (np.asarray(cands[k], float) for k in ("x", "y", "r"))
   p, level = np.asarray(cands["p"]), np.asarray(cands["level"])
   order = _order(cands)
@@ -137,8 +147,8 @@ def resolve(cands: dict, *, threshold: float, hard_core: bool) -> np.ndarray:
     for j in tree.query_ball_point((x[i], y[i]), max(r[i], r_max)):
       if rank[j] > rank[i] and keep[j] and conflict(
           x[i], y[i], r[i], x[j], y[j], r[j], hard_core=hard_core):
-        keep[j] = False
-  return keep
+        keep[j], same[j] = False, level[j] == level[i]
+  return keep, same
 
 
 MIN_P = 0.01  # Candidates below this probability add less than it each: left out.
@@ -165,8 +175,15 @@ def merged_candidates(levels: list[LevelResult], model: ModelConfig, threshold: 
     table = post.to_table(model.cell, MIN_P, level=level)[0]
     tables.append(level_candidates(table, lr.level, h, w))
   cands = merge(tables)
-  keep = resolve(cands, threshold=threshold, hard_core=model.hard_core)
-  return {k: v[keep] for k, v in cands.items()}
+  keep, same = _resolve(cands, threshold=threshold, hard_core=model.hard_core)
+  cands["duplicate"] = same
+  return {k: v[keep | same] for k, v in cands.items()}
+
+
+def point_mask(cands: dict, threshold: float) -> np.ndarray:
+  """The rows of the point catalog: p > threshold and not a duplicate within a level."""
+  sure = np.asarray(cands["p"]) > threshold
+  return sure & ~np.asarray(cands.get("duplicate", np.zeros(sure.shape, bool)))
 
 
 def kept_catalogs(levels: list[LevelResult], candidates: dict, threshold: float):
@@ -174,7 +191,7 @@ def kept_catalogs(levels: list[LevelResult], candidates: dict, threshold: float)
   out = []
   for lr in levels:
     cat = lr.posterior.point(threshold)
-    mine = (candidates["level"] == lr.level.index) & (candidates["p"] > threshold)
+    mine = (candidates["level"] == lr.level.index) & point_mask(candidates, threshold)
     on = np.zeros(cat.on_BYX.shape[1:], bool)
     on[candidates["cell_row"][mine], candidates["cell_col"][mine]] = True
     out.append((lr.level.factor, cat.replace(on_BYX=jnp.asarray(on[None]))))

@@ -95,3 +95,28 @@ def test_one_level_reading_a_droplet_twice_keeps_the_more_probable_read():
        "level": np.zeros(4, int)}
   for hard_core in (True, False):
     assert resolve(c, threshold=0.5, hard_core=hard_core).tolist() == [False, True, True, True]
+
+
+def test_a_duplicate_within_a_level_leaves_the_table_but_keeps_its_probability():
+  from dropamort.encoder.posterior import CatalogPosterior
+  from dropamort.pyramid import LevelResult, Level, merged_candidates, point_mask
+
+  gy = gx = 8
+  model = ModelConfig(cell=4)
+  z = lambda *s: np.zeros((1, gy, gx) + s, np.float32)
+  on = np.full((1, gy, gx), -10.0, np.float32)
+  off, logr = z(2), np.log(np.full((1, gy, gx), 3.0, np.float32))
+  # Cells (3, 3) and (3, 4) both read one droplet at x = 16.0 + 4 · sigmoid(off) ≈ 15.9
+  # and 16.1 (offsets -0.1 / +0.1 cell lengths either side of their shared edge).
+  on[0, 3, 3], on[0, 3, 4] = 1.0, 3.0  # p 0.73 and 0.95
+  off[0, 3, 3] = [np.log(0.975 / 0.025), 0.0]
+  off[0, 3, 4] = [np.log(0.025 / 0.975), 0.0]
+  on[0, 6, 1] = 2.0  # A droplet of its own.
+  post = CatalogPosterior(on, off, z(2) + 0.1, logr, z() + 0.1, z(3), z(3) + 1.0, z(3),
+                          z(3) + 0.1)
+  level = LevelResult(Level(0, (0.0, np.inf)), np.zeros((32, 32, 3), np.float32), post)
+  cands = merged_candidates([level], model, threshold=0.5)
+  assert len(cands["x"]) == 3  # The duplicate stays a candidate (posterior draws) ...
+  kept = point_mask(cands, 0.5)
+  np.testing.assert_allclose(sorted(cands["p"][kept]), [0.881, 0.953], atol=1e-3)  # Not a point.
+  np.testing.assert_allclose(cands["p"].sum(), 1 / (1 + np.exp(-1)) + 0.953 + 0.881, atol=2e-3)

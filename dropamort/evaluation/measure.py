@@ -18,6 +18,7 @@ import numpy as np
 from dropamort.config import EvaluateConfig
 from dropamort.evaluation import calibration, detection
 from dropamort.metrics import PRED_FACTOR, coverage, match
+from dropamort.pyramid import point_mask
 
 SBC_STATS = ("count", "mean_radius", "total_area")
 
@@ -48,7 +49,8 @@ def inside_image(table: dict, height: int, width: int) -> dict:
 
 
 def confident(table: dict, threshold: float) -> dict:
-  keep = np.asarray(table["p"]) > threshold
+  """The point catalog's rows (``pyramid.point_mask``)."""
+  keep = point_mask(table, threshold)
   return {k: np.asarray(v)[keep] for k, v in table.items()}
 
 

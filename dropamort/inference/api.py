@@ -18,7 +18,7 @@ from dropamort.inference.catalog_table import droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
 from dropamort.inference.stats import draw, lab_summary
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
-                               render_levels)
+                               point_mask, render_levels)
 
 
 @dataclasses.dataclass
@@ -124,7 +124,7 @@ def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float
   for lr in levels:
     lo, hi = lr.level.keep
     f = lr.level.factor
-    n = int(np.sum((candidates["level"] == lr.level.index) & (candidates["p"] > threshold)))
+    n = int(np.sum((candidates["level"] == lr.level.index) & point_mask(candidates, threshold)))
     out.append({"scale": 1 / (f * ratio), "radius_px": [lo * f * ratio, hi * f * ratio], "droplets": n})
   return out
 

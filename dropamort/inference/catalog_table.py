@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dropamort.pyramid import point_mask
 from dropamort.schema import interval_names, sd_name
 
 
 def droplet_table(table: dict, *, threshold: float, ratio_xy=(1.0, 1.0),
                   pixel_size: float | None = None) -> pd.DataFrame:
-  """The user-facing table (schema of ``dropamort.schema``): one row per droplet with
-  p > threshold, lengths scaled by ``ratio_xy`` (original / analysed size) back to the
+  """The user-facing table (schema of ``dropamort.schema``): one row per droplet of the
+  point catalog (p > threshold, not a duplicate: ``pyramid.point_mask``), lengths scaled by ``ratio_xy`` (original / analysed size) back to the
   original image's pixels, the composition split into columns; with ``pixel_size`` (µm
   per original pixel) the lengths in µm too (``x_um``, ``r_um_sd``, ...)."""
-  keep = np.asarray(table["p"]) > threshold
+  keep = point_mask(table, threshold)
   t = {k: np.asarray(v)[keep] for k, v in table.items()}
   rx, ry = ratio_xy
   rr = float(np.sqrt(rx * ry))

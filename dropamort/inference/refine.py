@@ -31,6 +31,7 @@ from dropamort.inference.api import DropletReader, Result
 from dropamort.inference.catalog_table import droplet_table
 from dropamort.model.model import droplet_model
 from dropamort.model.prior import Prior
+from dropamort.pyramid import point_mask
 from dropamort.schema import LEVEL, interval_names, sd_name
 
 SITES = ("offset", "radius", "composition")  # The background field stays the encoder's.
@@ -126,7 +127,8 @@ def refine_result(reader: DropletReader, result: Result, options: InferConfig) -
   cands = dict(result.candidates)
   before = after = ms = 0.0
   for lr in result.levels:
-    mine = np.flatnonzero((cands["level"] == lr.level.index) & (cands["p"] > options.threshold))
+    mine = np.flatnonzero((cands["level"] == lr.level.index)
+                          & point_mask(cands, options.threshold))
     if not len(mine):
       continue
     refined, elbo0, elbo1, ms_step = _refine_level(reader, lr, cands["cell_row"][mine],

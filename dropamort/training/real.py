@@ -23,7 +23,7 @@ from dropamort.data.real import load_real, split_holdout
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.training.misfit import bootstrap_widen
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
-                               render_levels)
+                               point_mask, render_levels)
 
 COVER = 1.25  # Pixels within this many radii of a larger droplet are left out.
 OFF_LOGIT = -30.0
@@ -83,7 +83,7 @@ class RealImages:
       sq += float(np.sum((recon - image) ** 2))
       flat += float(np.sum((image - image.mean((0, 1))) ** 2))
       n += image.size
-      count += int(np.sum(cands["p"] > threshold))
+      count += int(np.sum(point_mask(cands, threshold)))
     return {"real_rmse": math.sqrt(sq / n), "flat_rmse": math.sqrt(flat / n),
             "count_per_image": count / len(self.held_out)}
 
@@ -95,7 +95,7 @@ class RealImages:
     def read(image):
       levels = self.read(posterior_fn, params, [image])[0]
       cands = merged_candidates(levels, self.model, threshold)
-      sure = cands["p"] > threshold
+      sure = point_mask(cands, threshold)
       recon = render_levels(self.model, decoder_params, levels, cands, threshold)
       return {k: np.asarray(v)[sure] for k, v in cands.items()}, recon
 
@@ -105,7 +105,7 @@ class RealImages:
 def _view(lr: LevelResult, cands: dict, threshold: float, cell: int) -> View:
   """Level ``lr`` with the droplets kept at coarser levels masked out."""
   f = lr.level.factor
-  big = (cands["level"] > lr.level.index) & (cands["p"] > threshold)
+  big = (cands["level"] > lr.level.index) & point_mask(cands, threshold)
   bx, by, br = (np.asarray(cands[k])[big] / f for k in ("x", "y", "r"))
   h, w = lr.image.shape[:2]
   weight = np.ones((h, w), np.float32)
@@ -134,7 +134,7 @@ def band_stats(read: list[list[LevelResult]], model: ModelConfig, threshold: flo
   radii, area, covered = [], 0.0, 0.0
   for levels in read:
     cands = merged_candidates(levels, model, threshold)
-    sure = cands["p"] > threshold
+    sure = point_mask(cands, threshold)
     for lr in levels:
       f = lr.level.factor
       h, w = lr.image.shape[:2]
