@@ -35,7 +35,10 @@ from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.model.reconstruct import reconstruct
 from dropamort.schema import LEVEL
 
-MIN_CELLS = 8  # A level's shorter side holds at least this many cells.
+# A level's shorter side holds at least this many cells: the coarsest level of a 380 × 507
+# image (6 × 8 cells) then still reads its 64–128 px droplets (F1 0.86 on the wide
+# simulated set, 0 with 8 cells; the real condensation set scores the same either way).
+MIN_CELLS = 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dropamort.pyramid import build_pyramid, plan_levels, resolve
 
 def test_keep_bands_tile_the_radius_axis():
   levels = plan_levels(380, 507, ModelConfig())
-  assert len(levels) == 4  # 380 / 8 = 47.5 px = 11 cells; / 16 would be 5.9 cells.
+  assert len(levels) == 5  # 380 / 16 = 23.75 px = 5.9 cells; / 32 would be 2.97 cells.
   edges = [(lv.keep[0] * lv.factor, lv.keep[1] * lv.factor) for lv in levels]
-  assert edges == [(0.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, math.inf)]
+  assert edges == [(0.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, math.inf)]
   assert len(plan_levels(380, 507, ModelConfig(), max_levels=1)) == 1
   assert plan_levels(380, 507, ModelConfig(), max_levels=1)[0].keep == (0.0, math.inf)
 
