@@ -76,22 +76,22 @@ def widen_factors(zs: list[dict], coverage: float = LEVEL) -> np.ndarray:
 
 
 def bootstrap_widen(read: Callable[[np.ndarray], tuple[dict, np.ndarray]],
-                    images: list[np.ndarray], rng: np.random.Generator,
-                    shifts: int = SHIFTS) -> tuple[np.ndarray, int]:
+                    images: list[np.ndarray], firsts: list[tuple[dict, np.ndarray]],
+                    rng: np.random.Generator, shifts: int = SHIFTS) -> tuple[np.ndarray, int]:
   """The widening factors of a reader on some real images (see the module docstring).
 
   Args:
     read: ``read(image) -> (table, reconstruction)``, the confident droplets (x, y, r and
       their intervals, unwidened) and the noise-free render of them.
     images: held-out real images (H, W, C) in [0, 1].
+    firsts: ``read`` of each image, already made.
     rng: the bootstrap's shifts.
 
   Returns:
     (factors (3,), droplets found again).
   """
   zs = []
-  for image in images:
-    first, recon = read(image)
+  for image, (first, recon) in zip(images, firsts):
     for _ in range(shifts):
       zs.append(interval_z(first, read(shifted(recon, image, rng))[0]))
   return widen_factors(zs), int(sum(len(t["x"]) for t in zs))

@@ -73,33 +73,32 @@ class RealImages:
         out.append(_view(lr, cands, threshold, self.model.cell))
     return out
 
-  def record(self, decoder_params, read: list[list[LevelResult]], threshold: float) -> dict:
-    """Held-out reconstruction RMSE (all pixels pooled, pyramid droplets rendered at the
-    base size), a flat mean colour's RMSE on the same images, droplets per image."""
+  def points(self, decoder_params, levels: list[LevelResult], threshold: float):
+    """(point catalog, noise-free render at the base size) of one image's levels."""
+    cands = merged_candidates(levels, self.model, threshold)
+    recon = render_levels(self.model, decoder_params, levels, cands, threshold)
+    return {k: np.asarray(v)[point_mask(cands, threshold)] for k, v in cands.items()}, recon
+
+  def record(self, points: list[tuple[dict, np.ndarray]]) -> dict:
+    """Held-out reconstruction RMSE (all pixels pooled) from ``points`` of the held-out
+    images, a flat mean colour's RMSE on the same images, droplets per image."""
     sq = flat = n = count = 0.0
-    for image, levels in zip(self.held_out, read):
-      cands = merged_candidates(levels, self.model, threshold)
-      recon = render_levels(self.model, decoder_params, levels, cands, threshold)
+    for image, (table, recon) in zip(self.held_out, points):
       sq += float(np.sum((recon - image) ** 2))
       flat += float(np.sum((image - image.mean((0, 1))) ** 2))
       n += image.size
-      count += int(np.sum(point_mask(cands, threshold)))
+      count += len(table["x"])
     return {"real_rmse": math.sqrt(sq / n), "flat_rmse": math.sqrt(flat / n),
             "count_per_image": count / len(self.held_out)}
 
   def widen(self, posterior_fn, params, decoder_params, threshold: float,
-            rng: np.random.Generator) -> tuple[np.ndarray, int]:
+            rng: np.random.Generator, points) -> tuple[np.ndarray, int]:
     """The posterior widening factors for x, y, log r that the held-out images' own
-    residuals call for (``dropamort.training.misfit``), and the droplets they rest on."""
-
-    def read(image):
-      levels = self.read(posterior_fn, params, [image])[0]
-      cands = merged_candidates(levels, self.model, threshold)
-      sure = point_mask(cands, threshold)
-      recon = render_levels(self.model, decoder_params, levels, cands, threshold)
-      return {k: np.asarray(v)[sure] for k, v in cands.items()}, recon
-
-    return bootstrap_widen(read, self.held_out, rng)
+    residuals call for (``dropamort.training.misfit``; ``points`` are their first reads),
+    and the droplets they rest on."""
+    read = lambda image: self.points(
+        decoder_params, self.read(posterior_fn, params, [image])[0], threshold)
+    return bootstrap_widen(read, self.held_out, points, rng)
 
 
 def _view(lr: LevelResult, cands: dict, threshold: float, cell: int) -> View:

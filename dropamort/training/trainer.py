@@ -338,12 +338,14 @@ class Trainer:
     r = int(state.round)
     record = None
     if self.real is not None:
-      read = self.real.read(self.posterior_fn, state.params, self.real.held_out)
-      record = self.real.record(state.decoder_params, read, self.cfg.trainer.threshold)
+      thr = self.cfg.trainer.threshold
+      points = [self.real.points(state.decoder_params, levels, thr) for levels in
+                self.real.read(self.posterior_fn, state.params, self.real.held_out)]
+      record = self.real.record(points)
       rng = np.random.default_rng(np.asarray(jax.random.key_data(
           jax.random.fold_in(self.keys["widen"], r))))
       widen, found = self.real.widen(self.posterior_fn, state.params, state.decoder_params,
-                                     self.cfg.trainer.threshold, rng)
+                                     thr, rng, points)
       state = state.replace(prior=state.prior.replace(widen=jnp.asarray(widen)))
       record.update(round=r, step=int(state.step), widen_found=found,
                     **state.prior.summary())

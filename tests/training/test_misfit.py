@@ -83,11 +83,11 @@ def test_bootstrap_matches_the_spread_of_the_estimate_under_the_noise(blur):
     return (SIGMA * e / e.std()).astype(np.float32)
 
   images = [0.5 + noise((128, 128, 1)) for _ in range(6)]
-  k, found = bootstrap_widen(_reader(sites), images, rng, shifts=4)
+  read = _reader(sites)
+  k, found = bootstrap_widen(read, images, [read(im) for im in images], rng, shifts=4)
   assert found == 6 * 4 * len(sites)
   # Independent reference: the spread of the toy estimate under fresh noise of the same
   # kind, over the sd the reader reports.
-  read = _reader(sites)
   dx = np.concatenate([read(0.5 + noise((128, 128, 1)))[0]["x"] - sites[:, 1]
                        for _ in range(40)])
   want = max(1.0, float(np.quantile(np.abs(dx), 0.9)) / Z90 / (4 * SIGMA / PATCH))
