@@ -6,14 +6,22 @@ import numpy as np
 import pytest
 
 from dropamort.config import ModelConfig
-from dropamort.pyramid import build_pyramid, plan_levels, resolve
+from dropamort.pyramid import KEEP_MARGIN, build_pyramid, plan_levels, resolve
 
 
-def test_keep_bands_tile_the_radius_axis():
+def test_levels_reach_the_largest_droplet_the_image_holds_and_bands_overlap_by_the_margin():
   levels = plan_levels(380, 507, ModelConfig())
-  assert len(levels) == 5  # 380 / 16 = 23.75 px = 5.9 cells; / 32 would be 2.97 cells.
+  # 380 / 32 = 11.9 px ≤ 2 × 8: a droplet 380 px across is ≤ 8 px at level 5; level 4's
+  # 23.75 px would not hold it.
+  assert len(levels) == 6
+  m = KEEP_MARGIN
   edges = [(lv.keep[0] * lv.factor, lv.keep[1] * lv.factor) for lv in levels]
-  assert edges == [(0.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, math.inf)]
+  want = [(0.0, 8.0)] + [(4 * m * 2**k, 8.0 * 2**k) for k in range(1, 5)] + [(4 * m * 32,
+                                                                               math.inf)]
+  np.testing.assert_allclose(edges, want)
+  assert [lv.handoff * lv.factor for lv in levels] == [0.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+  assert len(plan_levels(64, 64, ModelConfig())) == 3  # 64, 32, 16 px: 16 ≤ 2 × 8.
+  assert len(plan_levels(640, 960, ModelConfig())) == 7
   assert len(plan_levels(380, 507, ModelConfig(), max_levels=1)) == 1
   assert plan_levels(380, 507, ModelConfig(), max_levels=1)[0].keep == (0.0, math.inf)
 
@@ -29,12 +37,13 @@ def test_each_level_is_the_exact_block_mean_of_the_base(key):
 
 
 def brute_force(c, threshold, hard_core):
-  """Independent O(N²) resolution: coarse levels first, then higher p; a confident
-  survivor removes later candidates (any level) that are the same droplet (centres
-  within half the larger radius, radii within a factor 2) or, hard core, centred inside
-  it."""
+  """Independent O(N²) resolution: coarse levels first (a margin read, ``yields``, after
+  every read of the level below its own), then higher p; a confident survivor removes
+  later candidates (any level) that are the same droplet (centres within half the larger
+  radius, radii within a factor 2) or, hard core, centred inside it."""
   n = len(c["x"])
-  order = sorted(range(n), key=lambda i: (-c["level"][i], -c["p"][i]))
+  rank = lambda i: c["level"][i] - 1 - 0.5 if c["yields"][i] else c["level"][i]
+  order = sorted(range(n), key=lambda i: (-rank(i), -c["p"][i]))
   keep = [True] * n
   for a, i in enumerate(order):
     if not keep[i] or c["p"][i] <= threshold:
@@ -56,12 +65,13 @@ def test_resolution_equals_the_brute_force_reference(hard_core):
   for level, (n, r_lo, r_hi) in enumerate([(400, 1, 8), (30, 8, 16), (5, 16, 32)]):
     parts.append({"x": rng.uniform(0, 200, n), "y": rng.uniform(0, 150, n),
                   "r": rng.uniform(r_lo, r_hi, n), "p": rng.uniform(0, 1, n),
-                  "level": np.full(n, level)})
+                  "level": np.full(n, level), "yields": rng.uniform(0, 1, n) < 0.3 * level})
   # Duplicates across levels: copies of coarse droplets read again one level finer.
   dup = {k: v[:10].copy() for k, v in parts[1].items()}
   dup["x"] += rng.normal(0, 1, 10)
   dup["r"] *= 0.95
   dup["level"][:] = 0
+  dup["yields"][:] = False
   parts.append(dup)
   c = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   got = resolve(c, threshold=0.5, hard_core=hard_core)
@@ -120,3 +130,21 @@ def test_a_duplicate_within_a_level_leaves_the_table_but_keeps_its_probability()
   kept = point_mask(cands, 0.5)
   np.testing.assert_allclose(sorted(cands["p"][kept]), [0.881, 0.953], atol=1e-3)  # Not a point.
   np.testing.assert_allclose(cands["p"].sum(), 1 / (1 + np.exp(-1)) + 0.953 + 0.881, atol=2e-3)
+
+
+def test_a_margin_read_yields_to_the_finer_level_but_stands_alone():
+  # One droplet of 7 px read by level 0 (top of its band, p 0.8) and by level 1 in its
+  # margin (3.4 level px, p 0.99): the finer read wins. A droplet read only in level 1's
+  # margin is kept; so is a level-1 read in its own octave, over a finer one (p 0.99).
+  c = {"x": np.array([40.0, 40.5, 100.0, 150.0, 150.3]),
+       "y": np.array([40.0, 40.2, 100.0, 50.0, 50.0]),
+       "r": np.array([7.0, 6.8, 6.5, 12.0, 7.5]),
+       "p": np.array([0.8, 0.99, 0.9, 0.7, 0.99]),
+       "level": np.array([0, 1, 1, 1, 0]),
+       "yields": np.array([False, True, True, False, False])}
+  for hard_core in (True, False):
+    assert resolve(c, threshold=0.5, hard_core=hard_core).tolist() == [True, False, True, True,
+                                                                      False]
+  # Without the handoff the coarser read would win.
+  c["yields"][:] = False
+  assert resolve(c, threshold=0.5, hard_core=True).tolist() == [False, True, True, True, False]

@@ -33,13 +33,13 @@ def test_count_interval_is_the_poisson_binomial_of_the_cells(checkpoint):
   of the sum of the cells' Bernoulli(p)."""
   reader = dropamort.load(checkpoint)
   image = np.random.default_rng(4).random((30, 42, 3)).astype(np.float32)
-  result = reader.infer(image, InferConfig(samples=2000, progress=False))
+  result = reader.infer(image, InferConfig(samples=2000, levels=1, progress=False))
   p = np.asarray(result.candidates["p"])  # Every cell with p >= 0.01, all levels.
   counts = (np.random.default_rng(0).random((20000, p.size)) < p).sum(1)
   want = np.quantile(counts, [0.05, 0.95])
   sd = np.sqrt(np.sum(p * (1 - p)))
   np.testing.assert_allclose(result.summary["count"]["ci90"], want, atol=1 + 0.1 * sd)
-  # One level at this size: the candidates are the cells with p >= 0.01 whose droplet is
+  # One level (levels=1): the candidates are the cells with p >= 0.01 whose droplet is
   # centred in the image (not in the padding to whole cells).
   assert len(result.levels) == 1
   post = result.posterior
