@@ -5,7 +5,8 @@ The guide is NumPyro's AutoNormal over the droplets' continuous latents (offset,
 composition), started at the encoder's medians with its scales carried into
 the guide's unconstrained space (first-order). ``on`` is conditioned on the encoder's
 detections and hard-core thinning is off, so refinement moves droplets but does not add
-or remove them. The SVI update is jitted once per image size and reused.
+or remove them. The SVI update is jitted once per image size and reused. The refined
+intervals are widened by the calibration's factors, as the encoder's are.
 """
 
 from __future__ import annotations
@@ -180,12 +181,13 @@ def _refine_level(reader: DropletReader, lr, rows, cols, options: InferConfig):
   return refined_columns(refiner, params, idx, gx), elbo0, elbo1, ms_per_step
 
 
-def _site_marginals(guide, params, site: str, idx):
+def _site_marginals(guide, params, site: str, idx, widen=1.0):
   """(median, lower, upper, sd) of a guide site's marginals at cells ``idx`` (natural
-  space; the central interval of the schema's level)."""
+  space; the central interval of the schema's level), the unconstrained scales times
+  ``widen`` (per component of the site's last axis, or one factor)."""
   transform = biject_to(guide.prototype_trace[site]["fn"].support)
   loc = np.asarray(params[f"{site}_auto_loc"])[0, idx]
-  scale = np.asarray(params[f"{site}_auto_scale"])[0, idx]
+  scale = np.asarray(params[f"{site}_auto_scale"])[0, idx] * np.asarray(widen)
   z = central_z(LEVEL)
   f = lambda v: np.asarray(transform(jnp.asarray(v)))
   return f(loc), f(loc - z * scale), f(loc + z * scale), transformed_normal_sd(f, loc, scale)
@@ -193,19 +195,24 @@ def _site_marginals(guide, params, site: str, idx):
 
 def refined_columns(refiner: Refiner, params, idx, gx: int) -> dict:
   """The table columns (schema of ``dropamort.schema``, level pixels) of the droplets at
-  flat cells ``idx``: the refined guide's medians, central intervals and sds."""
+  flat cells ``idx``: the refined guide's medians, central intervals and sds. The guide's
+  scales of x, y (logit offsets) and log r are widened by the calibration's factors
+  (``Prior.widen``) as the encoder's are: SVI fits the same white-noise likelihood, so its
+  widths miss the same structure of the real residual."""
   guide = refiner.svi.guide
   cell = refiner.cfg.cell
+  widen = np.asarray(refiner.prior.widen, float)
   rows, cols = idx // gx, idx % gx
   out = {}
-  med, q_lo, q_hi, sd = _site_marginals(guide, params, "offset", idx)
+  med, q_lo, q_hi, sd = _site_marginals(guide, params, "offset", idx, widen[:2])
   for name, k, origin in (("x", 0, cols), ("y", 1, rows)):
     lo, hi = interval_names(name)
     out[name] = (origin + med[:, k]) * cell
     out[lo], out[hi] = (origin + q_lo[:, k]) * cell, (origin + q_hi[:, k]) * cell
     out[sd_name(name)] = sd[:, k] * cell
   lo, hi = interval_names("r")
-  out["r"], out[lo], out[hi], out[sd_name("r")] = _site_marginals(guide, params, "radius", idx)
+  out["r"], out[lo], out[hi], out[sd_name("r")] = _site_marginals(guide, params, "radius", idx,
+                                                                  widen[2])
   lo, hi = interval_names("composition")
   (out["composition"], out[lo], out[hi],
    out[sd_name("composition")]) = _site_marginals(guide, params, "composition", idx)

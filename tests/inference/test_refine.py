@@ -84,3 +84,39 @@ def test_the_refinement_program_does_not_depend_on_the_hash_seed(checkpoint):
     assert p.returncode == 0, p.stderr[-3000:]
     digests.add(p.stdout.strip().splitlines()[-1])
   assert len(digests) == 1
+
+
+def test_refined_intervals_are_widened_by_the_calibrations_factors(checkpoint):
+  """Same SVI, prior.widen (2, 2, 3) against ones: same medians, and the intervals of x, y
+  (logits of the in-cell offset) and of r (logit of its place in the band: the guide's
+  unconstrained space) exactly 2, 2 and 3 times as wide."""
+  reader = dropamort.load(checkpoint)
+  cfg = dataclasses.replace(reader.cfg.model, height=32, width=32)
+  images, _ = make_simulate(cfg, 1)(jax.random.key(5), reader.predictor.decoder_params)
+  opts = InferConfig(refine_steps=5, samples=20, threshold=0.3, levels=1)
+  # Rows whose intervals are not saturated at the edges of the cell or band (float32).
+  def logit(u):
+    v = np.clip(u, 1e-4, 1 - 1e-4)
+    return np.where(v == u, np.log(v / (1 - v)), np.nan)
+
+  widths = []
+  for widen in ((1.0, 1.0, 1.0), (2.0, 2.0, 3.0)):
+    reader.predictor.prior = dataclasses.replace(reader.predictor.prior,
+                                                 widen=jax.numpy.asarray(widen))
+    reader.__dict__.pop("_refiners", None)
+    t = refine_result(reader, reader.infer(np.asarray(images[0]), opts), opts).table
+    assert len(t) > 0
+    c = cfg.cell
+    w = {}
+    for name in ("x", "y"):
+      origin = np.floor(t[name].to_numpy() / c)
+      w[name] = (logit(t[f"{name}_q95"].to_numpy() / c - origin)
+                 - logit(t[f"{name}_q05"].to_numpy() / c - origin))
+    band = lambda r: (r - cfg.radius_min) / (cfg.radius_max - cfg.radius_min)
+    w["r"] = logit(band(t["r_q95"].to_numpy())) - logit(band(t["r_q05"].to_numpy()))
+    widths.append((t[["x", "y", "r"]].to_numpy(), w))
+  np.testing.assert_allclose(widths[1][0], widths[0][0], rtol=1e-5)
+  for name, k in (("x", 2.0), ("y", 2.0), ("r", 3.0)):
+    ok = np.isfinite(widths[1][1][name]) & np.isfinite(widths[0][1][name])
+    assert ok.sum() >= 3, (name, ok.sum())
+    np.testing.assert_allclose(widths[1][1][name][ok], k * widths[0][1][name][ok], rtol=2e-3)
