@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 
@@ -119,13 +120,14 @@ def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float
                    ratio: float) -> list[dict]:
   """Per level: its scale (its size / the original image's size), the radius band it read
   (original pixels) and how many droplets (p > threshold) it contributed; ``ratio`` is
-  original size / base level size."""
+  original size / base level size; the coarsest level's band is open above (None)."""
   out = []
   for lr in levels:
     lo, hi = lr.level.keep
     f = lr.level.factor
     n = int(np.sum((candidates["level"] == lr.level.index) & point_mask(candidates, threshold)))
-    out.append({"scale": 1 / (f * ratio), "radius_px": [lo * f * ratio, hi * f * ratio], "droplets": n})
+    top = None if math.isinf(hi) else hi * f * ratio  # JSON has no infinity: open band.
+    out.append({"scale": 1 / (f * ratio), "radius_px": [lo * f * ratio, top], "droplets": n})
   return out
 
 

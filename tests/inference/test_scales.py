@@ -68,4 +68,4 @@ def test_summary_states_each_level_against_the_original_image(scene):
   result = reader.infer(image, InferConfig(scale=0.5, samples=10, progress=False))
   scales = result.summary["scales"]
   assert [s["scale"] for s in scales] == [0.5 / 2**i for i in range(len(scales))]
-  assert scales[0]["radius_px"] == [0.0, 16.0] and scales[-1]["radius_px"][1] == np.inf
+  assert scales[0]["radius_px"] == [0.0, 16.0] and scales[-1]["radius_px"][1] is None
