@@ -21,7 +21,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +29,6 @@ from common import report  # noqa: E402
 from dropamort import checkpoint  # noqa: E402
 from dropamort.data.real import crop_positions  # noqa: E402
 from dropamort.encoder.cnn import make_encoder  # noqa: E402
-from dropamort.pyramid import merged_candidates, render_levels  # noqa: E402
 from dropamort.training.real import RealImages  # noqa: E402
 from dropamort.training.step import make_posterior_fn  # noqa: E402
 from dropamort.training.wake import WakeViews, make_wake_loss  # noqa: E402
@@ -77,14 +75,10 @@ def refit(saved, real, read_fit, s: float, sharp: bool, steps: int):
 
 
 def held_out_rmse(saved, real, read_held, decoder_params, s: float) -> float:
-  m, thr = saved.cfg.model, saved.cfg.trainer.threshold
-  sq = n = 0.0
-  for levels, image in zip(scaled(read_held, s), real.held_out):
-    cands = merged_candidates(levels, m, thr)
-    recon = render_levels(m, decoder_params, levels, cands, thr)
-    sq += float(np.sum((recon - image) ** 2))
-    n += image.size
-  return math.sqrt(sq / n)
+  """Calibration's own record (``RealImages.record``) of the held-out images at scale s."""
+  thr = saved.cfg.trainer.threshold
+  points = [real.points(decoder_params, levels, thr) for levels in scaled(read_held, s)]
+  return real.record(points)["real_rmse"]
 
 
 def main():

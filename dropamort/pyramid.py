@@ -18,13 +18,13 @@ twice the pixels), see ``resolve``.
 
 Where two detections are the same droplet (two levels, or two neighbouring cells of one
 level, read it), or (for droplets that do not overlap, the hard-core model) one is
-centred inside another, the coarser (a margin read ranks just below the next finer level),
-then the more probable, confident detection wins (``resolve``). Between levels the loser is dropped. Within a level it is only marked
-``duplicate``: the encoder's cells are independent given the image, so it cannot say
-"this cell or its neighbour" and on real images often says both; the point catalog
-(``point_mask``: tables, reconstructions) leaves duplicates out, while posterior draws
-(counts, areas, size distributions) keep every cell's probability, whose sum is what
-the encoder calibrates on simulations.
+centred inside another, the coarser (a margin read ranks just below the next finer
+level), then the more probable, confident detection wins (``resolve``). Between levels the
+loser is dropped. Within a level it is only marked ``duplicate``: the encoder's cells are
+independent given the image, so it cannot say "this cell or its neighbour" and on real
+images often says both; the point catalog (``point_mask``: tables, reconstructions) leaves
+duplicates out, while posterior draws (counts, areas, size distributions) keep every cell's
+probability, whose sum is what the encoder calibrates on simulations.
 """
 
 from __future__ import annotations
