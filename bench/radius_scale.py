@@ -54,16 +54,17 @@ def refit(saved, real, read_fit, s: float, sharp: bool, steps: int):
   params = dict(saved.decoder_params)
   if sharp:
     params["edge"] = raw
-  trainable = (params, jnp.log(saved.prior.noise_sigma))
+  trainable = (params, jnp.log(saved.prior.noise_sigma), jnp.zeros((3,)))  # Outline: s only.
   opt = tx.init(trainable)
 
   @jax.jit
   def step(trainable, opt, key, post, images, weights):
     grads = jax.grad(loss_fn)(trainable, key, post, images, weights)
     updates, opt = tx.update(grads, opt, trainable)
-    trainable = optax.apply_updates(trainable, updates)
+    fitted = optax.apply_updates(trainable, updates)
+    trainable = (fitted[0], fitted[1], trainable[2])
     if sharp:
-      trainable = ({**trainable[0], "edge": raw}, trainable[1])
+      trainable = ({**trainable[0], "edge": raw}, trainable[1], trainable[2])
     return trainable, opt
 
   key = jax.random.key(0)
@@ -97,7 +98,7 @@ def main():
   read_held = real.read(posterior_fn, saved.params, real.held_out)
   rows = []
   for s, sharp in [(s, True) for s in args.scales] + [(1.0, False)]:
-    params, log_sigma = refit(saved, real, read_fit, s, sharp, args.steps)
+    params, log_sigma, _ = refit(saved, real, read_fit, s, sharp, args.steps)
     rmse = held_out_rmse(saved, real, read_held, params, s)
     edge = float(jax.nn.softplus(params["edge"]) + 0.05)
     rows.append({"scale": s, "edge": "sharp" if sharp else "free", "edge_px": round(edge, 2),

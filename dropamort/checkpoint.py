@@ -285,6 +285,9 @@ class RunCheckpoints:
     if not saved_fields <= set(fields):
       raise CheckpointError(f"{self.latest.directory}/{step}: a state with fields "
                             f"{sorted(saved_fields - set(fields))} this version does not know")
+    if "wake_opt_state" in saved_fields and (len(jax.tree.leaves(saved["wake_opt_state"]))
+                                             != len(jax.tree.leaves(fields["wake_opt_state"]))):
+      saved_fields.discard("wake_opt_state")  # An older wake fitted fewer things: lacked.
     target = {k: v for k, v in fields.items() if k in saved_fields}
     # An older prior lacks newer fields (e.g. ``widen``): restore what it has, keep the
     # fresh values of the rest.

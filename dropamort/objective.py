@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from dropamort.config import ModelConfig
 from dropamort.encoder.posterior import CatalogPosterior
-from dropamort.model.catalog import Catalog
+from dropamort.model.catalog import Catalog, outlined
 from dropamort.model.decoder import bind
 from dropamort.model.model import decoder_module, render_catalog
 
@@ -28,15 +28,18 @@ def npe_loss(posterior: CatalogPosterior, catalog: Catalog):
 
 def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPosterior,
                             images_BHWC, cfg: ModelConfig, *, halo: int = 0,
-                            samples: int = 1, weights_BHW=None):
+                            samples: int = 1, weights_BHW=None, outline=None):
   """Monte Carlo estimate of E_q log N(image | render(catalog), sigma), mean per image.
 
   ``posterior`` covers the image plus ``halo`` cells on every side (``cfg`` is the size of
   that canvas), so droplets centred just outside the image still shade it; only the
-  image's own pixels are scored, each with its weight (0 leaves a pixel out).
+  image's own pixels are scored, each with its weight (0 leaves a pixel out). ``outline``
+  (log s, ox, oy) moves every drawn droplet to its outline (``catalog.outlined``).
   """
   decode = bind(decoder_module(cfg), decoder_params)
   catalogs = posterior.sample(key, samples)
+  if outline is not None:
+    catalogs = outlined(catalogs, outline, cfg.cell)
   sigma = jnp.exp(log_sigma)
   h, w = images_BHWC.shape[1:3]
   a = halo * cfg.cell

@@ -48,6 +48,18 @@ class Catalog:
         background_BYXC=self.background_BYXC[sl])
 
 
+def outlined(catalog: Catalog, outline, cell: int) -> Catalog:
+  """The catalog with every droplet moved to where ``outline`` = (log s, ox, oy) says its
+  outline lies: radius r·s, centre shifted by (ox, oy)·r (the read radius r). What a
+  calibration's wake stage fits between the encoder's reads and the real images
+  (``Prior.outline``); (0, 0, 0) changes nothing."""
+  outline = jnp.asarray(outline)
+  r = catalog.radius_BYX
+  shift = outline[1:] * (r / cell)[..., None]
+  return catalog.replace(radius_BYX=r * jnp.exp(outline[0]),
+                         offset_BYX2=catalog.offset_BYX2 + shift)
+
+
 def to_table(catalog: Catalog, cell: int) -> list[dict[str, np.ndarray]]:
   """Flat droplet tables, one per image: x, y, r (px), composition (N, T).
 

@@ -23,6 +23,7 @@ DEFAULT_PARAMS = os.path.join(os.path.dirname(__file__), "assets", "default_deco
 
 
 EDGE_INIT_PX = 0.5  # Width of the droplet's edge (px) before calibration learns it.
+SHARP_EDGE_PX = 0.3  # The edge a calibration that fits the outline holds (see ``sharp``).
 
 
 class DropletOpticsModel(nn.Module):
@@ -47,7 +48,7 @@ class DropletOpticsModel(nn.Module):
   @nn.compact
   def __call__(self, background, dx, dy, r, composition):
     d = jnp.sqrt(dx**2 + dy**2 + 1e-12)  # The epsilon keeps the gradient finite at d = 0.
-    raw = self.param("edge", lambda _: jnp.log(jnp.expm1(jnp.asarray(EDGE_INIT_PX - 0.05))))
+    raw = self.param("edge", lambda _: edge_raw(EDGE_INIT_PX))
     width_px = jax.nn.softplus(raw) + 0.05
     fade_start = 0.5 * (1 + self.reach)
     taper = jnp.clip((self.reach - d) / (self.reach - fade_start), 0.0, 1.0)
@@ -63,6 +64,23 @@ class DropletOpticsModel(nn.Module):
     # sigmoid(z) written as exp(-softplus(-z)): same value, but XLA:CPU then fuses the
     # whole MLP into one loop (jax.nn.sigmoid here made rendering ~3x slower).
     return jnp.exp(-jax.nn.softplus(-(background + delta)))
+
+
+def edge_raw(width_px: float):
+  """The ``edge`` parameter for an edge ``width_px`` wide (softplus(raw) + 0.05)."""
+  return jnp.log(jnp.expm1(jnp.asarray(width_px - 0.05, jnp.float32)))
+
+
+def edge_width(params) -> float:
+  """The edge width (px) of decoder parameters."""
+  return float(jax.nn.softplus(params["edge"]) + 0.05)
+
+
+def sharp(params):
+  """The parameters with the edge ``SHARP_EDGE_PX`` wide: the decoder then paints nothing
+  beyond a droplet's radius, so a fit of where droplets' outlines lie (``Prior.outline``)
+  cannot be traded for a soft edge painted outside r."""
+  return {**params, "edge": edge_raw(SHARP_EDGE_PX)}
 
 
 def bind(module: DropletOpticsModel, params):

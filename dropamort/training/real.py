@@ -126,10 +126,12 @@ def _view(lr: LevelResult, cands: dict, threshold: float, cell: int) -> View:
   return View(lr.image, post.replace(on_logit_BYX=on_logit), weight)
 
 
-def band_stats(read: list[list[LevelResult]], model: ModelConfig, threshold: float):
+def band_stats(read: list[list[LevelResult]], model: ModelConfig, threshold: float,
+               log_scale: float = 0.0):
   """What a training crop sees, pooled over every level of the fitted images: radii (own
   pixels) of the band's droplets, the levels' total area, and the share of that area
-  covered by larger droplets (kept at coarser levels)."""
+  covered by larger droplets (kept at coarser levels); every read radius is taken times
+  exp(``log_scale``) (the outline's radius scale, ``Prior.outline``)."""
   radii, area, covered = [], 0.0, 0.0
   for levels in read:
     cands = merged_candidates(levels, model, threshold)
@@ -137,7 +139,7 @@ def band_stats(read: list[list[LevelResult]], model: ModelConfig, threshold: flo
     for lr in levels:
       f = lr.level.factor
       h, w = lr.image.shape[:2]
-      r = np.asarray(cands["r"]) / f
+      r = np.asarray(cands["r"]) * math.exp(log_scale) / f
       mine = sure & (r >= model.radius_min) & (r < model.radius_max) & (
           np.asarray(cands["level"]) <= lr.level.index)
       radii.append(r[mine])

@@ -39,13 +39,14 @@ class TrainState:
   round: jnp.ndarray  # Current round: 0 is simulation training, then calibration rounds.
   stage: jnp.ndarray  # WAKE, REFIT, SLEEP or DONE within the round.
   wake_step: jnp.ndarray  # Steps done in this round's wake stage.
-  wake_opt_state: Any  # The wake optimizer's state (decoder parameters, log sigma).
+  wake_opt_state: Any  # The wake optimizer's state (decoder parameters, log sigma, outline).
   # Early stopping of the wake stage on held-out crops: the best held-out loss so far, the
-  # evaluations since, and the decoder and noise level that reached it.
+  # evaluations since, and the decoder, noise level and outline that reached it.
   wake_best: jnp.ndarray
   wake_since: jnp.ndarray
   best_decoder_params: Any
   best_noise_sigma: jnp.ndarray
+  best_outline: jnp.ndarray
   bootstrap: jnp.ndarray  # This round's wake reads LoG blobs instead of the encoder.
   nonfinite: jnp.ndarray  # Encoder steps whose update was skipped (non-finite loss).
   updates: jnp.ndarray  # State changes so far (steps of either kind, refits, round ends):
@@ -62,7 +63,7 @@ def make_optimizer(cfg: OptimConfig, steps: int) -> optax.GradientTransformation
 
 
 def make_wake_optimizer(lr: float) -> optax.GradientTransformation:
-  """Adam on (decoder parameters, log sigma)."""
+  """Adam on (decoder parameters, log sigma, outline)."""
   return optax.adam(lr)
 
 
@@ -90,11 +91,13 @@ def init_state(key, cfg: TrainConfig, tx: optax.GradientTransformation, wake_tx,
   return TrainState(step=i32(0), params=params, opt_state=tx.init(params),
                     decoder_params=decoder_params, prior=prior, round=i32(0),
                     stage=i32(SLEEP), wake_step=i32(0),
-                    wake_opt_state=wake_tx.init((decoder_params, jnp.log(prior.noise_sigma))),
+                    wake_opt_state=wake_tx.init((decoder_params, jnp.log(prior.noise_sigma),
+                                                 prior.outline)),
                     wake_best=jnp.asarray(jnp.inf, jnp.float32), wake_since=i32(0),
                     # Copies: a donated state must not hold one buffer twice.
                     best_decoder_params=jax.tree.map(jnp.copy, decoder_params),
                     best_noise_sigma=jnp.copy(prior.noise_sigma),
+                    best_outline=jnp.copy(prior.outline),
                     bootstrap=jnp.asarray(False), nonfinite=i32(0), updates=i32(0))
 
 

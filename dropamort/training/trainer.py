@@ -10,6 +10,7 @@ stream, then round, then step.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -25,7 +26,7 @@ from dropamort.config import TrainConfig
 from dropamort.data.real import crop_positions
 from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
-from dropamort.model.decoder import load_params
+from dropamort.model.decoder import edge_width, load_params, sharp
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.training.bootstrap import blob_posterior, log_blobs
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
@@ -36,7 +37,7 @@ from dropamort.training.state import (DONE, REFIT, SLEEP, STAGE_NAMES, WAKE, abs
                                       total_steps)
 from dropamort.training.step import make_posterior_fn, make_sleep_step
 from dropamort.training.validate import validate, validation_set
-from dropamort.training.wake import WakeViews, make_wake_loss, make_wake_step
+from dropamort.training.wake import WakeViews, make_wake_loss, make_wake_step, wake_trainable
 
 # Key streams: fold_in(seed key, i).
 STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout", "widen")
@@ -104,7 +105,8 @@ class Trainer:
     self.real = RealImages(cfg.data, m, cfg.calibrate) if rounds(cfg) else None
     if self.real is not None:
       size, samples = cfg.calibrate.wake_crop // m.cell, cfg.calibrate.wake_samples
-      self.wake_step = make_wake_step(m, self.wake_tx, size=size, samples=samples)
+      self.wake_step = make_wake_step(m, self.wake_tx, size=size, samples=samples,
+                                      outline=cfg.calibrate.outline)
       self.wake_loss = jax.jit(make_wake_loss(m, size=size, samples=samples))
     self.log = MetricsLog(os.path.join(self.run_dir, "metrics.jsonl"))
     self.rounds_log = MetricsLog(os.path.join(self.run_dir, "calibration.jsonl"))
@@ -119,8 +121,11 @@ class Trainer:
     resumed = state is not None
     if state is None:
       state = init_state(self.keys["init"], self.cfg, self.tx, self.wake_tx)
-    elif "updates" in missing:  # An older checkpoint: it counted encoder steps only.
-      state = state.replace(updates=state.step)
+    else:
+      if "updates" in missing:  # An older checkpoint: it counted encoder steps only.
+        state = state.replace(updates=state.step)
+      if "wake_opt_state" in missing and int(state.stage) == WAKE:
+        state = state.replace(wake_step=jnp.int32(0))  # Its wake stage starts again.
     if resumed and int(state.stage) == DONE and int(state.round) <= rounds(self.cfg):
       # A finished run asked for (more) calibration rounds: go on with the next one.
       state = state.replace(stage=jnp.int32(WAKE), wake_step=jnp.int32(0))
@@ -255,7 +260,8 @@ class Trainer:
     if better:
       state = state.replace(wake_best=jnp.float32(loss), wake_since=jnp.int32(0),
                             best_decoder_params=jax.tree.map(jnp.copy, state.decoder_params),
-                            best_noise_sigma=jnp.copy(state.prior.noise_sigma))
+                            best_noise_sigma=jnp.copy(state.prior.noise_sigma),
+                            best_outline=jnp.copy(state.prior.outline))
     else:
       state = state.replace(wake_since=state.wake_since + 1)
     self.rounds_log.write(event="wake_eval", round=int(state.round),
@@ -263,19 +269,28 @@ class Trainer:
     return self._place(state)
 
   def _end_wake(self, state, bad: int):
-    """The best decoder and noise level of the stage; on to the refit."""
+    """The best decoder, noise level and outline of the stage; on to the refit."""
     state = state.replace(decoder_params=jax.tree.map(jnp.copy, state.best_decoder_params),
-                          prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma)),
+                          prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma),
+                                                    outline=jnp.copy(state.best_outline)),
                           stage=jnp.int32(REFIT), updates=state.updates + 1)
+    log_s, ox, oy = np.asarray(state.prior.outline, float)
     self.rounds_log.write(event="wake", round=int(state.round),
                           steps=int(state.wake_step), held_out_loss=float(state.wake_best),
                           noise_sigma=float(state.prior.noise_sigma), nonfinite_steps=bad,
-                          bootstrap=bool(state.bootstrap))
+                          bootstrap=bool(state.bootstrap), radius_scale=math.exp(log_s),
+                          centre_shift=[ox, oy], edge_px=edge_width(state.decoder_params))
+    if self.cfg.calibrate.outline:
+      self.say(f"round {int(state.round)} wake: the images put droplets' outlines at "
+               f"{math.exp(log_s):.3f} × the read radius, centre shifted by "
+               f"({ox:+.3f}, {oy:+.3f}) r")
     return self._place(state)
 
   def _start_wake(self, state):
     """Fresh wake optimizer and early stopping; in round 1, LoG blobs stand in for an
-    encoder that finds fewer than ``calibrate.min_found`` of them (at the base level)."""
+    encoder that finds fewer than ``calibrate.min_found`` of them (at the base level).
+    With ``calibrate.outline`` the outline is fitted afresh to this round's reads
+    (starting at zero) and the decoder's edge is made sharp (``decoder.sharp``)."""
     bootstrap = False
     if int(state.round) == 1:
       m, thr = self.cfg.model, self.cfg.trainer.threshold
@@ -283,12 +298,16 @@ class Trainer:
       found = sum(int(np.sum(lv[0].posterior.p_BYX > thr)) for lv in read)
       blobs = sum(len(log_blobs(im, m.radius_max)[0]) for im in self.real.fitted)
       bootstrap = found < self.cfg.calibrate.min_found * blobs
-    trainable = (state.decoder_params, jnp.log(state.prior.noise_sigma))
+    if self.cfg.calibrate.outline:
+      state = state.replace(decoder_params=sharp(state.decoder_params),
+                            prior=state.prior.replace(outline=jnp.zeros((3,), jnp.float32)))
     return self._place(state.replace(
-        wake_opt_state=self.wake_tx.init(trainable), bootstrap=jnp.asarray(bootstrap),
+        wake_opt_state=self.wake_tx.init(wake_trainable(state)),
+        bootstrap=jnp.asarray(bootstrap),
         wake_best=jnp.asarray(jnp.inf, jnp.float32), wake_since=jnp.int32(0),
         best_decoder_params=jax.tree.map(jnp.copy, state.decoder_params),
-        best_noise_sigma=jnp.copy(state.prior.noise_sigma)))
+        best_noise_sigma=jnp.copy(state.prior.noise_sigma),
+        best_outline=jnp.copy(state.prior.outline)))
 
   def _read(self, state, images):
     """Every pyramid level of ``images``: the encoder's posteriors, or (bootstrap) LoG
@@ -316,11 +335,12 @@ class Trainer:
     """Empirical-Bayes refit of the prior to what the wake read on every pyramid level of
     the fitted real images (the encoder, or LoG blobs in a bootstrapped round): density and
     radius distribution of the band, the share of area under larger droplets (at least
-    ``calibrate.larger_floor``), and the background's range and spread."""
+    ``calibrate.larger_floor``), and the background's range and spread; radii as the
+    wake's outline scales them."""
     prior, m, thr = state.prior, self.cfg.model, self.cfg.trainer.threshold
     if self.cfg.calibrate.refit_prior:
       read = self._read(state, self.real.fitted)  # What the wake read (LoG when bootstrapped).
-      radii, area, covered = band_stats(read, m, thr)
+      radii, area, covered = band_stats(read, m, thr, float(state.prior.outline[0]))
       if len(radii) > 10:
         prior = fit_prior(jax.random.fold_in(self.keys["refit"], int(state.round)),
                           stats_of(radii, area), m, prior)

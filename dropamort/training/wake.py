@@ -66,41 +66,57 @@ def canvas_model(model: ModelConfig, size: int, halo: int) -> ModelConfig:
 
 def make_wake_loss(model: ModelConfig, *, size: int, samples: int = 1):
   """``loss(trainable, key, posterior, images, weights)``: minus the expected
-  log-likelihood of the crops, mean per crop; trainable = (decoder params, log sigma)."""
+  log-likelihood of the crops, mean per crop; trainable = (decoder params, log sigma,
+  outline) (``Prior.outline``: the drawn droplets are moved to their outline)."""
   halo = model.reach_cells
   canvas = canvas_model(model, size, halo)
 
   def loss_fn(trainable, key, posterior, images, weights):
-    params, log_sigma = trainable
+    params, log_sigma, outline = trainable
     return -expected_log_likelihood(params, log_sigma, key, posterior, images, canvas,
-                                    halo=halo, samples=samples, weights_BHW=weights)
+                                    halo=halo, samples=samples, weights_BHW=weights,
+                                    outline=outline)
 
   return loss_fn
 
 
+def wake_trainable(state: TrainState):
+  """What the wake stage fits: (decoder params, log sigma, outline)."""
+  return state.decoder_params, jnp.log(state.prior.noise_sigma), state.prior.outline
+
+
 def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size: int,
-                   samples: int = 1):
+                   samples: int = 1, outline: bool = False):
   """``wake_step(state, key, posterior, images, weights) -> (state, metrics)``, one jit.
 
   Maximizes the expected log-likelihood of the image crops over the decoder parameters
-  and log sigma, with catalogs drawn from the (fixed) posterior crops. The step's key is
+  and log sigma, with catalogs drawn from the (fixed) posterior crops. With ``outline``
+  it also fits ``Prior.outline`` (where the images put the droplets' outlines relative to
+  the reads) and holds the decoder's edge where it is (sharp, ``decoder.sharp``); without,
+  the outline stays as it is and the edge is fitted. The step's key is
   ``fold_in(key, state.wake_step)``. A non-finite objective or gradient leaves the state
   unchanged (reported in the metrics), so a bad step cannot corrupt the decoder.
   """
   loss_fn = make_wake_loss(model, size=size, samples=samples)
 
   def wake_step(state: TrainState, key, posterior, images, weights):
-    trainable = (state.decoder_params, jnp.log(state.prior.noise_sigma))
+    trainable = wake_trainable(state)
     loss, grads = jax.value_and_grad(loss_fn)(
         trainable, jax.random.fold_in(key, state.wake_step), posterior, images, weights)
     updates, opt_state = tx.update(grads, state.wake_opt_state, trainable)
     new = optax.apply_updates(trainable, updates)
+    if outline:  # The edge stays sharp.
+      new = ({**new[0], "edge": trainable[0]["edge"]}, new[1], new[2])
+    else:
+      new = (new[0], new[1], trainable[2])
     finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
     keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
-    (params, log_sigma), opt_state = keep(new, trainable), keep(opt_state, state.wake_opt_state)
+    (params, log_sigma, line), opt_state = (keep(new, trainable),
+                                            keep(opt_state, state.wake_opt_state))
     pixels = jnp.maximum(weights.sum(), 1.0) * images.shape[3] / images.shape[0]
     state = state.replace(decoder_params=params,
-                          prior=state.prior.replace(noise_sigma=jnp.exp(log_sigma)),
+                          prior=state.prior.replace(noise_sigma=jnp.exp(log_sigma),
+                                                    outline=line),
                           wake_opt_state=opt_state, wake_step=state.wake_step + 1,
                           updates=state.updates + 1)
     return state, {"loss": loss / pixels, "finite": finite, "sigma": jnp.exp(log_sigma)}
@@ -139,7 +155,7 @@ class WakeViews:
   def loss(self, state) -> float:
     """Minus the expected log-likelihood per scored pixel and channel of the fixed crops
     under the state's decoder and noise level (one fixed key: comparable across steps)."""
-    trainable = (state.decoder_params, jnp.log(state.prior.noise_sigma))
+    trainable = wake_trainable(state)
     total = pixels = 0.0
     for post, crops, weights in self.fixed:
       total += float(self.loss_fn(trainable, self.key, post, crops, weights)) * len(crops)
