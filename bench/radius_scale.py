@@ -54,7 +54,7 @@ def refit(saved, real, read_fit, s: float, sharp: bool, steps: int):
   params = dict(saved.decoder_params)
   if sharp:
     params["edge"] = raw
-  trainable = (params, jnp.log(saved.prior.noise_sigma), jnp.zeros((3,)))  # Outline: s only.
+  trainable = (params, jnp.log(saved.prior.noise_sigma), jnp.zeros(()))  # Scaled here instead.
   opt = tx.init(trainable)
 
   @jax.jit

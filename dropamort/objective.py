@@ -34,12 +34,12 @@ def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPo
   ``posterior`` covers the image plus ``halo`` cells on every side (``cfg`` is the size of
   that canvas), so droplets centred just outside the image still shade it; only the
   image's own pixels are scored, each with its weight (0 leaves a pixel out). ``outline``
-  (log s, ox, oy) moves every drawn droplet to its outline (``catalog.outlined``).
+  (log s) scales every drawn droplet's radius to its outline (``catalog.outlined``).
   """
   decode = bind(decoder_module(cfg), decoder_params)
   catalogs = posterior.sample(key, samples)
   if outline is not None:
-    catalogs = outlined(catalogs, outline, cfg.cell)
+    catalogs = outlined(catalogs, outline)
   sigma = jnp.exp(log_sigma)
   h, w = images_BHWC.shape[1:3]
   a = halo * cfg.cell

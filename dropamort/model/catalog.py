@@ -48,16 +48,11 @@ class Catalog:
         background_BYXC=self.background_BYXC[sl])
 
 
-def outlined(catalog: Catalog, outline, cell: int) -> Catalog:
-  """The catalog with every droplet moved to where ``outline`` = (log s, ox, oy) says its
-  outline lies: radius r·s, centre shifted by (ox, oy)·r (the read radius r). What a
-  calibration's wake stage fits between the encoder's reads and the real images
-  (``Prior.outline``); (0, 0, 0) changes nothing."""
-  outline = jnp.asarray(outline)
-  r = catalog.radius_BYX
-  shift = outline[1:] * (r / cell)[..., None]
-  return catalog.replace(radius_BYX=r * jnp.exp(outline[0]),
-                         offset_BYX2=catalog.offset_BYX2 + shift)
+def outlined(catalog: Catalog, log_s) -> Catalog:
+  """The catalog with every radius times s = exp(``log_s``): where a calibration's wake
+  stage finds the real images put the droplets' outlines relative to the encoder's reads
+  (``Prior.outline``); 0 changes nothing."""
+  return catalog.replace(radius_BYX=catalog.radius_BYX * jnp.exp(log_s))
 
 
 def to_table(catalog: Catalog, cell: int) -> list[dict[str, np.ndarray]]:

@@ -66,9 +66,9 @@ class Prior:
   # (3,) how much wider than the encoder's the posterior of x, y and log r must be on the
   # calibration's real images (their misfit; dropamort.training.misfit); 1 without them.
   widen: jnp.ndarray
-  # (3,) (log s, ox, oy): where the real images put a droplet's outline relative to the
-  # encoder's read (radius × s, centre + (ox, oy)·r), fitted in the last wake stage with
-  # the decoder's edge held sharp (``model.catalog.outlined``); zeros without real images.
+  # () log s: where the real images put a droplet's outline relative to the encoder's
+  # read (radius × s), fitted in the last wake stage with the decoder's edge held sharp
+  # (``model.catalog.outlined``); 0 without real images.
   outline: jnp.ndarray
 
   @classmethod
@@ -82,7 +82,7 @@ class Prior:
                background_high=jnp.broadcast_to(f(cfg.background_high), c),
                background_sd=f(cfg.background_sd), larger_fraction=f(cfg.larger_fraction),
                noise_sigma=f(cfg.noise_sigma), widen=jnp.ones((3,), jnp.float32),
-               outline=jnp.zeros((3,), jnp.float32))
+               outline=jnp.zeros((), jnp.float32))
 
   def summary(self) -> dict:
     """Plain floats (lists per channel), for logs and JSON."""

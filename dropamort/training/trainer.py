@@ -274,16 +274,15 @@ class Trainer:
                           prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma),
                                                     outline=jnp.copy(state.best_outline)),
                           stage=jnp.int32(REFIT), updates=state.updates + 1)
-    log_s, ox, oy = np.asarray(state.prior.outline, float)
+    scale = math.exp(float(state.prior.outline))
     self.rounds_log.write(event="wake", round=int(state.round),
                           steps=int(state.wake_step), held_out_loss=float(state.wake_best),
                           noise_sigma=float(state.prior.noise_sigma), nonfinite_steps=bad,
-                          bootstrap=bool(state.bootstrap), radius_scale=math.exp(log_s),
-                          centre_shift=[ox, oy], edge_px=edge_width(state.decoder_params))
+                          bootstrap=bool(state.bootstrap), outline_scale=scale,
+                          edge_px=edge_width(state.decoder_params))
     if self.cfg.calibrate.outline:
       self.say(f"round {int(state.round)} wake: the images put droplets' outlines at "
-               f"{math.exp(log_s):.3f} × the read radius, centre shifted by "
-               f"({ox:+.3f}, {oy:+.3f}) r")
+               f"{scale:.3f} × the read radius")
     return self._place(state)
 
   def _start_wake(self, state):
@@ -300,7 +299,7 @@ class Trainer:
       bootstrap = found < self.cfg.calibrate.min_found * blobs
     if self.cfg.calibrate.outline:
       state = state.replace(decoder_params=sharp(state.decoder_params),
-                            prior=state.prior.replace(outline=jnp.zeros((3,), jnp.float32)))
+                            prior=state.prior.replace(outline=jnp.zeros((), jnp.float32)))
     return self._place(state.replace(
         wake_opt_state=self.wake_tx.init(wake_trainable(state)),
         bootstrap=jnp.asarray(bootstrap),
@@ -340,7 +339,7 @@ class Trainer:
     prior, m, thr = state.prior, self.cfg.model, self.cfg.trainer.threshold
     if self.cfg.calibrate.refit_prior:
       read = self._read(state, self.real.fitted)  # What the wake read (LoG when bootstrapped).
-      radii, area, covered = band_stats(read, m, thr, float(state.prior.outline[0]))
+      radii, area, covered = band_stats(read, m, thr, float(state.prior.outline))
       if len(radii) > 10:
         prior = fit_prior(jax.random.fold_in(self.keys["refit"], int(state.round)),
                           stats_of(radii, area), m, prior)

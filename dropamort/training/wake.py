@@ -67,7 +67,7 @@ def canvas_model(model: ModelConfig, size: int, halo: int) -> ModelConfig:
 def make_wake_loss(model: ModelConfig, *, size: int, samples: int = 1):
   """``loss(trainable, key, posterior, images, weights)``: minus the expected
   log-likelihood of the crops, mean per crop; trainable = (decoder params, log sigma,
-  outline) (``Prior.outline``: the drawn droplets are moved to their outline)."""
+  outline) (``Prior.outline``: the drawn droplets' radii are scaled to their outline)."""
   halo = model.reach_cells
   canvas = canvas_model(model, size, halo)
 
@@ -91,8 +91,8 @@ def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size
 
   Maximizes the expected log-likelihood of the image crops over the decoder parameters
   and log sigma, with catalogs drawn from the (fixed) posterior crops. With ``outline``
-  it also fits ``Prior.outline`` (where the images put the droplets' outlines relative to
-  the reads) and holds the decoder's edge where it is (sharp, ``decoder.sharp``); without,
+  it also fits ``Prior.outline`` (how much larger than the reads the images put the
+  droplets' outlines) and holds the decoder's edge where it is (sharp, ``decoder.sharp``); without,
   the outline stays as it is and the edge is fitted. The step's key is
   ``fold_in(key, state.wake_step)``. A non-finite objective or gradient leaves the state
   unchanged (reported in the metrics), so a bad step cannot corrupt the decoder.
