@@ -285,10 +285,13 @@ class RunCheckpoints:
     if not saved_fields <= set(fields):
       raise CheckpointError(f"{self.latest.directory}/{step}: a state with fields "
                             f"{sorted(saved_fields - set(fields))} this version does not know")
-    if "wake_opt_state" in saved_fields and (len(jax.tree.leaves(saved["wake_opt_state"]))
-                                             != len(jax.tree.leaves(fields["wake_opt_state"]))):
-      saved_fields.discard("wake_opt_state")  # An older wake fitted fewer things: lacked.
     target = {k: v for k, v in fields.items() if k in saved_fields}
+    # An older wake optimizer fitted fewer things: read as saved, then dropped (lacked).
+    stale = "wake_opt_state" in saved_fields and (
+        len(jax.tree.leaves(saved["wake_opt_state"]))
+        != len(jax.tree.leaves(fields["wake_opt_state"])))
+    if stale:
+      target["wake_opt_state"] = saved["wake_opt_state"]
     # An older prior lacks newer fields (e.g. ``widen``): restore what it has, keep the
     # fresh values of the rest.
     prior_fields = set(saved["prior"].keys()) if "prior" in saved_fields else set()
@@ -298,6 +301,9 @@ class RunCheckpoints:
         state=ocp.args.StandardRestore(on_one_device(target))))[STATE]
     if prior_fields:
       restored["prior"] = fresh_state.prior.replace(**restored["prior"])
+    if stale:
+      del restored["wake_opt_state"]
+      saved_fields.discard("wake_opt_state")
     lacked = set(fields) - saved_fields
     if prior_fields and prior_fields != set(vars(fields["prior"])):
       lacked.add("prior." + ",".join(sorted(set(vars(fields["prior"])) - prior_fields)))

@@ -64,6 +64,33 @@ def test_an_older_checkpoint_without_prior_or_rounds_resumes(key, tiny_cfg, tmp_
   np.testing.assert_allclose(saved.prior.noise_sigma, tiny_cfg.model.noise_sigma)
 
 
+def test_a_checkpoint_whose_wake_fitted_no_outline_resumes(key, tiny_cfg, tmp_path):
+  """Before the wake fitted the outline its optimizer state covered (decoder, log sigma)
+  and the prior had no ``outline``: such a state resumes with everything else bit for bit,
+  the fresh wake optimizer and outline, and both reported as lacked."""
+  state, step = sleep_setup(tiny_cfg, key, 10)
+  state, _ = step(state, key)
+  tx = make_wake_optimizer(tiny_cfg.calibrate.wake_lr)
+  old = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+         if f.name != "best_outline"}
+  old["wake_opt_state"] = tx.init((state.decoder_params, jnp.log(state.prior.noise_sigma)))
+  old["prior"] = {k: v for k, v in vars(state.prior).items() if k != "outline"}
+  mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints" / "latest"),
+                               item_names=("state", "config"))
+  mngr.save(1, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(old),
+      config=ocp.args.JsonSave(dataclasses.asdict(tiny_cfg))))
+  mngr.wait_until_finished()
+  mngr.close()
+  fresh = _fresh(tiny_cfg)
+  back, missing = RunCheckpoints(str(tmp_path), "f1").restore_latest(fresh, tiny_cfg)
+  assert {"wake_opt_state", "best_outline", "prior.outline"} <= set(missing)
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params),
+               jax.tree.map(np.asarray, back.params))
+  assert jax.tree.structure(back.wake_opt_state) == jax.tree.structure(fresh.wake_opt_state)
+  assert float(back.prior.outline) == 0.0 and int(back.step) == int(state.step)
+
+
 def test_an_uncommitted_save_is_never_restored_and_is_cleaned_up(key, tiny_cfg, tmp_path):
   """What a SIGKILL during a save leaves: the next step's folder, arrays written, no commit."""
   state, _ = sleep_setup(tiny_cfg, key, 10)
