@@ -21,6 +21,16 @@ def _fresh(cfg):
                        make_wake_optimizer(cfg.calibrate.wake_lr))
 
 
+def _save_as_step_1(tmp_path, state: dict, cfg) -> None:
+  """Writes ``state`` (an older layout) as the run's latest checkpoint, step 1."""
+  mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints" / "latest"),
+                               item_names=("state", "config"))
+  mngr.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                       config=ocp.args.JsonSave(dataclasses.asdict(cfg))))
+  mngr.wait_until_finished()
+  mngr.close()
+
+
 def test_restore_is_bit_identical(key, tiny_cfg, tmp_path):
   state, step = sleep_setup(tiny_cfg, key, 10)
   state, _ = step(state, key)  # Non-trivial optimizer state.
@@ -47,13 +57,7 @@ def test_an_older_checkpoint_without_prior_or_rounds_resumes(key, tiny_cfg, tmp_
   state, _ = step(state, key)
   old = {k: getattr(state, k) for k in ("step", "params", "opt_state", "decoder_params",
                                         "nonfinite")}
-  mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints" / "latest"),
-                               item_names=("state", "config"))
-  mngr.save(1, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(old),
-      config=ocp.args.JsonSave(dataclasses.asdict(tiny_cfg))))
-  mngr.wait_until_finished()
-  mngr.close()
+  _save_as_step_1(tmp_path, old, tiny_cfg)
   back, missing = RunCheckpoints(str(tmp_path), "f1").restore_latest(_fresh(tiny_cfg), tiny_cfg)
   assert {"prior", "round", "stage", "updates"} <= set(missing)
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params),
@@ -75,13 +79,7 @@ def test_a_checkpoint_whose_wake_fitted_no_outline_resumes(key, tiny_cfg, tmp_pa
          if f.name != "best_outline"}
   old["wake_opt_state"] = tx.init((state.decoder_params, jnp.log(state.prior.noise_sigma)))
   old["prior"] = {k: v for k, v in vars(state.prior).items() if k != "outline"}
-  mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints" / "latest"),
-                               item_names=("state", "config"))
-  mngr.save(1, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(old),
-      config=ocp.args.JsonSave(dataclasses.asdict(tiny_cfg))))
-  mngr.wait_until_finished()
-  mngr.close()
+  _save_as_step_1(tmp_path, old, tiny_cfg)
   fresh = _fresh(tiny_cfg)
   back, missing = RunCheckpoints(str(tmp_path), "f1").restore_latest(fresh, tiny_cfg)
   assert {"wake_opt_state", "best_outline", "prior.outline"} <= set(missing)
