@@ -224,10 +224,12 @@ class CalibrateConfig:
   wake_lr: float = 3e-3
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
-  outline: bool = True  # The wake also fits how much larger than the reads the images
-  # put droplets' outlines (one radius scale, Prior.outline) and holds the decoder's edge
-  # sharp, so the sleep stage teaches the encoder to read the outline; false fits the
-  # edge's width instead (a soft edge can paint a rim outside r).
+  outline: bool = False  # Experimental: the wake also fits how much larger than the reads
+  # the images put droplets' outlines (one radius scale, Prior.outline) and holds the
+  # decoder's edge sharp, so the sleep stage teaches the encoder to read the outline.
+  # Off by default: a sharp edge bounds the outline from below only, and the fit
+  # overshoots (x 2.07 on condensation's first round, x 3.05 on the example's). Off, the
+  # wake fits the edge's width (a soft edge can paint a rim outside r).
   min_found: float = 0.25  # Bootstrap from LoG blobs if the encoder finds fewer than
   # this fraction of the blobs.
   holdout: float = 0.2  # Share of the real images (of one image's width) held out of the

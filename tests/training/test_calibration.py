@@ -11,7 +11,7 @@ from PIL import Image
 import dropamort
 from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelConfig,
                               TrainConfig, TrainerConfig)
-from dropamort.model.decoder import load_params
+from dropamort.model.decoder import SHARP_EDGE_PX, edge_width, load_params
 from dropamort.model.simulate import make_simulate
 from dropamort.training.loop import train
 from dropamort.training.state import REFIT, SLEEP, WAKE
@@ -129,3 +129,21 @@ def test_the_wake_keeps_the_decoder_that_did_best_on_held_out_crops(cfg, tmp_pat
   np.testing.assert_allclose(float(state.wake_best), best, rtol=1e-6)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.decoder_params),
                jax.device_get(state.best_decoder_params))
+
+
+def test_the_outline_fit_holds_the_edge_sharp(cfg, tmp_path):
+  """With ``calibrate.outline`` the wake starts from a sharp edge and keeps it, fits the
+  outline and logs it with the wake; the stage's best outline is what the state keeps."""
+  on = dataclasses.replace(cfg, calibrate=dataclasses.replace(
+      cfg.calibrate, outline=True, wake_steps=6, wake_eval_every=2, wake_patience=10,
+      wake_lr=0.05))
+  trainer = Trainer(on, str(tmp_path))
+  state, _ = trainer.initial_state()
+  state = trainer.wake(trainer.end_round(trainer.sleep(state, 2)))
+  trainer.close()
+  assert edge_width(state.decoder_params) == pytest.approx(SHARP_EDGE_PX)
+  log_s = float(state.prior.outline)
+  assert log_s != 0.0 and log_s == float(state.best_outline)
+  wake = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()
+          if json.loads(line)["event"] == "wake"][-1]
+  assert wake["outline_scale"] == pytest.approx(np.exp(log_s))
