@@ -68,7 +68,8 @@ class Prior:
   widen: jnp.ndarray
   # () log s: where the real images put a droplet's outline relative to the encoder's
   # read (radius × s), fitted in the last wake stage with the decoder's edge held sharp
-  # (``model.catalog.outlined``); 0 without real images.
+  # (``model.catalog.outlined``; ``calibrate.outline``); 0 without it. A record, not
+  # applied when reading: the sleep stage after the fit teaches the encoder the outline.
   outline: jnp.ndarray
 
   @classmethod
