@@ -29,11 +29,11 @@ from common import report  # noqa: E402
 from dropamort import checkpoint  # noqa: E402
 from dropamort.data.real import crop_positions  # noqa: E402
 from dropamort.encoder.cnn import make_encoder  # noqa: E402
+from dropamort.model.decoder import edge_width, sharp  # noqa: E402
 from dropamort.training.real import RealImages  # noqa: E402
 from dropamort.training.step import make_posterior_fn  # noqa: E402
 from dropamort.training.wake import WakeViews, make_wake_loss  # noqa: E402
 
-SHARP_PX = 0.3  # The fixed edge width (px): softplus(raw) + 0.05 in DropletOpticsModel.
 
 
 def scaled(read, s: float):
@@ -43,17 +43,14 @@ def scaled(read, s: float):
           for levels in read]
 
 
-def refit(saved, real, read_fit, s: float, sharp: bool, steps: int):
+def refit(saved, real, read_fit, s: float, held_sharp: bool, steps: int):
   """Decoder params and noise sigma after ``steps`` wake steps at radius scale s."""
   m, c, thr = saved.cfg.model, saved.cfg.calibrate, saved.cfg.trainer.threshold
   size = c.wake_crop // m.cell
   views = WakeViews(real.views(scaled(read_fit, s), thr), size, m.reach_cells, m.cell)
   loss_fn = make_wake_loss(m, size=size, samples=c.wake_samples)
   tx = optax.adam(c.wake_lr)
-  raw = jnp.log(jnp.expm1(jnp.asarray(SHARP_PX - 0.05)))
-  params = dict(saved.decoder_params)
-  if sharp:
-    params["edge"] = raw
+  params = sharp(saved.decoder_params) if held_sharp else dict(saved.decoder_params)
   trainable = (params, jnp.log(saved.prior.noise_sigma), jnp.zeros(()))  # Scaled here instead.
   opt = tx.init(trainable)
 
@@ -63,8 +60,8 @@ def refit(saved, real, read_fit, s: float, sharp: bool, steps: int):
     updates, opt = tx.update(grads, opt, trainable)
     fitted = optax.apply_updates(trainable, updates)
     trainable = (fitted[0], fitted[1], trainable[2])
-    if sharp:
-      trainable = ({**trainable[0], "edge": raw}, trainable[1], trainable[2])
+    if held_sharp:
+      trainable = (sharp(trainable[0]), trainable[1], trainable[2])
     return trainable, opt
 
   key = jax.random.key(0)
@@ -97,11 +94,11 @@ def main():
   read_fit = real.read(posterior_fn, saved.params, real.fitted[::2])
   read_held = real.read(posterior_fn, saved.params, real.held_out)
   rows = []
-  for s, sharp in [(s, True) for s in args.scales] + [(1.0, False)]:
-    params, log_sigma, _ = refit(saved, real, read_fit, s, sharp, args.steps)
+  for s, held_sharp in [(s, True) for s in args.scales] + [(1.0, False)]:
+    params, log_sigma, _ = refit(saved, real, read_fit, s, held_sharp, args.steps)
     rmse = held_out_rmse(saved, real, read_held, params, s)
-    edge = float(jax.nn.softplus(params["edge"]) + 0.05)
-    rows.append({"scale": s, "edge": "sharp" if sharp else "free", "edge_px": round(edge, 2),
+    edge = edge_width(params)
+    rows.append({"scale": s, "edge": "sharp" if held_sharp else "free", "edge_px": round(edge, 2),
                  "held_out_rmse": round(rmse, 4),
                  "noise_sigma": round(float(jnp.exp(log_sigma)), 4)})
     print(f"s = {s:.2f}, edge {rows[-1]['edge']} ({edge:.2f} px): held-out RMSE {rmse:.4f}",
