@@ -3,80 +3,35 @@ global radius scale s, with the decoder's edge held sharp.
 
     python bench/radius_scale.py --checkpoint runs/condensation4 --scales 1.0 1.15 1.3 1.5
 
-For each s, every radius the encoder reads (every level of the run's fitted and held-out
-real images, as calibration reads them) is multiplied by s, the decoder is refitted from
-the calibrated one for ``--steps`` wake steps on the fitted images (every other one) with
-its edge fixed at 0.3 px (so it cannot paint a droplet beyond r), and the held-out images
-are rendered from their point catalogs (overlaps resolved with the scaled radii, hard core
-included). A minimum of the held-out RMSE at s > 1 says the images themselves put the
-droplets' edge outside where the encoder reads it; no labels are used. A last line refits
-at s = 1 with the edge free, for comparison. The last line printed is one JSON object.
+The criterion of ``calibrate.outline``'s search (``dropamort.training.outline``) over the
+scales given: for each s the decoder is refitted from the calibrated one (edge set to
+``decoder.SHARP_EDGE_PX``, so it cannot paint beyond r) for ``--steps`` wake steps on the
+fitted images (every other one), every drawn radius times s, and the held-out images are rendered
+from their point catalogs at the scaled radii (overlaps resolved, hard core included). A
+minimum of the held-out RMSE at s > 1 says the images themselves put the droplets' edge
+outside where the encoder reads it; no labels are used. A last line refits at s = 1 with
+the edge free, for comparison. The last line printed is one JSON object.
 """
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
 
 from dropamort import checkpoint  # noqa: E402
-from dropamort.data.real import crop_positions  # noqa: E402
 from dropamort.encoder.cnn import make_encoder  # noqa: E402
 from dropamort.model.decoder import edge_width, sharp  # noqa: E402
+from dropamort.training import outline  # noqa: E402
 from dropamort.training.real import RealImages  # noqa: E402
+from dropamort.training.state import make_wake_optimizer  # noqa: E402
 from dropamort.training.step import make_posterior_fn  # noqa: E402
-from dropamort.training.wake import WakeViews, make_wake_loss  # noqa: E402
-
-
-
-def scaled(read, s: float):
-  """The levels' posteriors with every radius times s."""
-  return [[dataclasses.replace(lr, posterior=lr.posterior.replace(
-      logr_loc_BYX=lr.posterior.logr_loc_BYX + math.log(s))) for lr in levels]
-          for levels in read]
-
-
-def refit(saved, real, read_fit, s: float, held_sharp: bool, steps: int):
-  """Decoder params and noise sigma after ``steps`` wake steps at radius scale s."""
-  m, c, thr = saved.cfg.model, saved.cfg.calibrate, saved.cfg.trainer.threshold
-  size = c.wake_crop // m.cell
-  views = WakeViews(real.views(scaled(read_fit, s), thr), size, m.reach_cells, m.cell)
-  loss_fn = make_wake_loss(m, size=size, samples=c.wake_samples)
-  tx = optax.adam(c.wake_lr)
-  params = sharp(saved.decoder_params) if held_sharp else dict(saved.decoder_params)
-  trainable = (params, jnp.log(saved.prior.noise_sigma), jnp.zeros(()))  # Scaled here instead.
-  opt = tx.init(trainable)
-
-  @jax.jit
-  def step(trainable, opt, key, post, images, weights):
-    grads = jax.grad(loss_fn)(trainable, key, post, images, weights)
-    updates, opt = tx.update(grads, opt, trainable)
-    fitted = optax.apply_updates(trainable, updates)
-    trainable = (fitted[0], fitted[1], trainable[2])
-    if held_sharp:
-      trainable = (sharp(trainable[0]), trainable[1], trainable[2])
-    return trainable, opt
-
-  key = jax.random.key(0)
-  for i in range(steps):
-    positions = crop_positions(jax.random.fold_in(key, i), views.grids, c.wake_batch, size)
-    trainable, opt = step(trainable, opt, jax.random.fold_in(key, steps + i),
-                          *views.batch(positions))
-  return trainable
-
-
-def held_out_rmse(saved, real, read_held, decoder_params, s: float) -> float:
-  """Calibration's own record (``RealImages.record``) of the held-out images at scale s."""
-  thr = saved.cfg.trainer.threshold
-  points = [real.points(decoder_params, levels, thr) for levels in scaled(read_held, s)]
-  return real.record(points)["real_rmse"]
+from dropamort.training.wake import WakeViews  # noqa: E402
 
 
 def main():
@@ -89,18 +44,27 @@ def main():
   cfg = saved.cfg
   if cfg.data.real is None:
     sys.exit(f"{args.checkpoint}: not a calibrated run (no data.real)")
-  posterior_fn = make_posterior_fn(make_encoder(cfg.encoder, cfg.model))
-  real = RealImages(cfg.data, cfg.model, cfg.calibrate)
-  read_fit = real.read(posterior_fn, saved.params, real.fitted[::2])
+  m, c, thr = cfg.model, cfg.calibrate, cfg.trainer.threshold
+  posterior_fn = make_posterior_fn(make_encoder(cfg.encoder, m))
+  real = RealImages(cfg.data, m, c)
+  size = c.wake_crop // m.cell
+  views = WakeViews(real.views(real.read(posterior_fn, saved.params, real.fitted[::2]), thr),
+                    size, m.reach_cells, m.cell)
   read_held = real.read(posterior_fn, saved.params, real.held_out)
+  tx = make_wake_optimizer(c.wake_lr)
+  log_sigma = jnp.log(saved.prior.noise_sigma)
   rows = []
   for s, held_sharp in [(s, True) for s in args.scales] + [(1.0, False)]:
-    params, log_sigma, _ = refit(saved, real, read_fit, s, held_sharp, args.steps)
-    rmse = held_out_rmse(saved, real, read_held, params, s)
+    step = outline.make_refit_step(m, tx, size=size, samples=c.wake_samples,
+                                   hold_edge=held_sharp)
+    start = sharp(saved.decoder_params) if held_sharp else dict(saved.decoder_params)
+    params, sigma = outline.refit(step, tx, views, start, log_sigma, math.log(s),
+                                  jax.random.key(0), steps=args.steps, batch=c.wake_batch)
+    rmse = outline.held_out_rmse(real, params, read_held, math.log(s), thr)["real_rmse"]
     edge = edge_width(params)
     rows.append({"scale": s, "edge": "sharp" if held_sharp else "free", "edge_px": round(edge, 2),
                  "held_out_rmse": round(rmse, 4),
-                 "noise_sigma": round(float(jnp.exp(log_sigma)), 4)})
+                 "noise_sigma": round(float(jnp.exp(sigma)), 4)})
     print(f"s = {s:.2f}, edge {rows[-1]['edge']} ({edge:.2f} px): held-out RMSE {rmse:.4f}",
           file=sys.stderr, flush=True)
   report(checkpoint=os.path.abspath(args.checkpoint), steps=args.steps, rows=rows)

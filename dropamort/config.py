@@ -224,12 +224,13 @@ class CalibrateConfig:
   wake_lr: float = 3e-3
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
-  outline: bool = False  # Experimental: the wake also fits how much larger than the reads
-  # the images put droplets' outlines (one radius scale, Prior.outline) and holds the
-  # decoder's edge sharp, so the sleep stage teaches the encoder to read the outline.
-  # Off by default: a sharp edge bounds the outline from below only, and the fit
-  # overshoots (x 2.07 on condensation's first round, x 3.05 on the example's). Off, the
-  # wake fits the edge's width (a soft edge can paint a rim outside r).
+  outline: bool = False  # Search where the images put droplets' outlines: the wake
+  # holds the decoder's edge sharp, then one radius scale s of the reads is chosen by the
+  # held-out RMSE of the overlap-resolved point render, each candidate's decoder refitted
+  # for outline_steps wake steps (training.outline); the sleep stage then teaches the
+  # encoder to read the outline. Not in a LoG-bootstrapped round. Off, the wake fits the
+  # edge's width (a soft edge can paint a rim outside r, so radii stay where they start).
+  outline_steps: int = 120
   min_found: float = 0.25  # Bootstrap from LoG blobs if the encoder finds fewer than
   # this fraction of the blobs.
   holdout: float = 0.2  # Share of the real images (of one image's width) held out of the
@@ -240,7 +241,8 @@ class CalibrateConfig:
 
   def __post_init__(self):
     for name in ("rounds", "sleep_steps", "wake_steps", "wake_batch", "wake_samples",
-                 "wake_crop", "wake_eval_every", "wake_patience", "wake_eval_crops"):
+                 "wake_crop", "wake_eval_every", "wake_patience", "wake_eval_crops",
+                 "outline_steps"):
       _check(getattr(self, name) >= 1, f"calibrate.{name}", ">= 1", getattr(self, name))
     _check(self.wake_lr > 0, "calibrate.wake_lr", "> 0", self.wake_lr)
     _check(0 <= self.min_found <= 1, "calibrate.min_found", "in [0, 1]", self.min_found)

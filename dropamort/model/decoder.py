@@ -23,7 +23,7 @@ DEFAULT_PARAMS = os.path.join(os.path.dirname(__file__), "assets", "default_deco
 
 
 EDGE_INIT_PX = 0.5  # Width of the droplet's edge (px) before calibration learns it.
-SHARP_EDGE_PX = 0.3  # The edge a calibration that fits the outline holds (see ``sharp``).
+SHARP_EDGE_PX = 0.1  # The edge a calibration that searches the outline holds (``sharp``).
 
 
 class DropletOpticsModel(nn.Module):

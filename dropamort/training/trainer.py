@@ -28,6 +28,7 @@ from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
 from dropamort.model.decoder import edge_width, load_params, sharp
 from dropamort.parallel import batch_mesh, replicate
+from dropamort.training import outline
 from dropamort.training.bootstrap import blob_posterior, log_blobs
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
 from dropamort.training.real import RealImages, band_stats
@@ -40,7 +41,7 @@ from dropamort.training.validate import validate, validation_set
 from dropamort.training.wake import WakeViews, make_wake_loss, make_wake_step, wake_trainable
 
 # Key streams: fold_in(seed key, i).
-STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout", "widen")
+STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout", "widen", "outline")
 
 
 class NonFiniteLoss(UserError, RuntimeError):
@@ -106,8 +107,10 @@ class Trainer:
     if self.real is not None:
       size, samples = cfg.calibrate.wake_crop // m.cell, cfg.calibrate.wake_samples
       self.wake_step = make_wake_step(m, self.wake_tx, size=size, samples=samples,
-                                      outline=cfg.calibrate.outline)
+                                      sharp_edge=cfg.calibrate.outline)
       self.wake_loss = jax.jit(make_wake_loss(m, size=size, samples=samples))
+      if cfg.calibrate.outline:
+        self.refit_step = outline.make_refit_step(m, self.wake_tx, size=size, samples=samples)
     self.log = MetricsLog(os.path.join(self.run_dir, "metrics.jsonl"))
     self.rounds_log = MetricsLog(os.path.join(self.run_dir, "calibration.jsonl"))
     self.last_metrics, self.last_record = None, None
@@ -224,7 +227,7 @@ class Trainer:
     r = int(state.round)
     if int(state.wake_step) == 0:  # The stage starts: fresh optimizer, bootstrap or not.
       state = self._start_wake(state)
-    train, held = self._wake_views(state)
+    train, held, read_held = self._wake_views(state)
     wake_key, crop_key = (jax.random.fold_in(self.keys[s], r) for s in ("wake", "crops"))
     end = c.wake_steps if steps is None else min(c.wake_steps, int(state.wake_step) + steps)
     bad, start, metrics = 0, int(state.wake_step), {}
@@ -249,7 +252,7 @@ class Trainer:
       raise WakeFailed(f"round {r}: every wake step was non-finite; the last checkpoint "
                        f"({self.ckpt.directory}) is kept")
     if int(state.wake_step) >= c.wake_steps or int(state.wake_since) >= c.wake_patience:
-      state = self._end_wake(state, bad)
+      state = self._end_wake(state, bad, train, read_held)
     self._save(state)
     return state
 
@@ -268,28 +271,50 @@ class Trainer:
                           wake_step=int(state.wake_step), held_out_loss=loss)
     return self._place(state)
 
-  def _end_wake(self, state, bad: int):
-    """The best decoder, noise level and outline of the stage; on to the refit."""
+  def _end_wake(self, state, bad: int, train, read_held):
+    """The best decoder and noise level of the stage; with ``calibrate.outline`` (not in
+    a bootstrapped round) the outline's radius scale searched from them (``_outline``);
+    on to the refit."""
     state = state.replace(decoder_params=jax.tree.map(jnp.copy, state.best_decoder_params),
                           prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma),
-                                                    outline=jnp.copy(state.best_outline)),
-                          stage=jnp.int32(REFIT), updates=state.updates + 1)
-    scale = math.exp(float(state.prior.outline))
+                                                    outline=jnp.copy(state.best_outline)))
+    if self.cfg.calibrate.outline and not bool(state.bootstrap):
+      state = self._outline(state, train, read_held)
+    state = state.replace(stage=jnp.int32(REFIT), updates=state.updates + 1)
     self.rounds_log.write(event="wake", round=int(state.round),
                           steps=int(state.wake_step), held_out_loss=float(state.wake_best),
                           noise_sigma=float(state.prior.noise_sigma), nonfinite_steps=bad,
-                          bootstrap=bool(state.bootstrap), outline_scale=scale,
+                          bootstrap=bool(state.bootstrap),
+                          outline_scale=math.exp(float(state.prior.outline)),
                           edge_px=edge_width(state.decoder_params))
-    if self.cfg.calibrate.outline:
-      self.say(f"round {int(state.round)} wake: the images put droplets' outlines at "
-               f"{scale:.3f} × the read radius")
     return self._place(state)
+
+  def _outline(self, state, train, read_held):
+    """``training.outline.search`` from the stage's decoder (edge sharp): the state takes
+    the best candidate's decoder, noise level and scale; every candidate is logged."""
+    c, r = self.cfg.calibrate, int(state.round)
+    self.say(f"round {r}: searching where the images put droplets' outlines")
+    with _StopOnSigterm() as sigterm:
+      log_s, params, log_sigma, rows = outline.search(
+          self.real, train, read_held, state.decoder_params, jnp.log(state.prior.noise_sigma),
+          jax.random.fold_in(self.keys["outline"], r), tx=self.wake_tx, step=self.refit_step,
+          steps=c.outline_steps, batch=c.wake_batch, threshold=self.cfg.trainer.threshold,
+          say=self.say)
+      if sigterm.received:  # The search is replayed from the stage's end on resume.
+        self._preempted(state, tqdm(disable=True), f"the outline search of round {r}")
+    for row in rows:
+      self.rounds_log.write(event="outline", round=r, **row)
+    self.say(f"round {r}: the images put droplets' outlines at {math.exp(log_s):.3f} × "
+             f"the read radius")
+    return state.replace(decoder_params=params, prior=state.prior.replace(
+        noise_sigma=jnp.exp(log_sigma), outline=jnp.asarray(log_s, jnp.float32)))
 
   def _start_wake(self, state):
     """Fresh wake optimizer and early stopping; in round 1, LoG blobs stand in for an
     encoder that finds fewer than ``calibrate.min_found`` of them (at the base level).
-    With ``calibrate.outline`` the outline is fitted afresh to this round's reads
-    (starting at zero) and the decoder's edge is made sharp (``decoder.sharp``)."""
+    The outline is reset (the encoder now reads the last search's outline); with
+    ``calibrate.outline`` the decoder's edge is made sharp (``decoder.sharp``) unless
+    the round is bootstrapped (LoG radii follow no outline convention)."""
     bootstrap = False
     if int(state.round) == 1:
       m, thr = self.cfg.model, self.cfg.trainer.threshold
@@ -297,9 +322,9 @@ class Trainer:
       found = sum(int(np.sum(lv[0].posterior.p_BYX > thr)) for lv in read)
       blobs = sum(len(log_blobs(im, m.radius_max)[0]) for im in self.real.fitted)
       bootstrap = found < self.cfg.calibrate.min_found * blobs
-    if self.cfg.calibrate.outline:
-      state = state.replace(decoder_params=sharp(state.decoder_params),
-                            prior=state.prior.replace(outline=jnp.zeros((), jnp.float32)))
+    state = state.replace(prior=state.prior.replace(outline=jnp.zeros((), jnp.float32)))
+    if self.cfg.calibrate.outline and not bootstrap:
+      state = state.replace(decoder_params=sharp(state.decoder_params))
     return self._place(state.replace(
         wake_opt_state=self.wake_tx.init(wake_trainable(state)),
         bootstrap=jnp.asarray(bootstrap),
@@ -318,17 +343,17 @@ class Trainer:
     return self.real.read(blob, None, images)
 
   def _wake_views(self, state):
-    """(fitted crops sampler, held-out crops judge) of this round's views."""
+    """(fitted crops sampler, held-out crops judge, held-out reads) of this round."""
     c, m, thr = self.cfg.calibrate, self.cfg.model, self.cfg.trainer.threshold
     size = c.wake_crop // m.cell
     train = WakeViews(self.real.views(self._read(state, self.real.fitted), thr), size,
                       m.reach_cells, m.cell)
-    held = WakeViews(self.real.views(self._read(state, self.real.held_out), thr), size,
-                     m.reach_cells, m.cell)
+    read_held = self._read(state, self.real.held_out)
+    held = WakeViews(self.real.views(read_held, thr), size, m.reach_cells, m.cell)
     positions = crop_positions(self.keys["heldout"], held.grids, c.wake_eval_crops, size)
     held.fix(positions, self.wake_loss, jax.random.fold_in(self.keys["heldout"], 1),
              c.wake_batch)
-    return train, held
+    return train, held, read_held
 
   def refit_prior(self, state):
     """Empirical-Bayes refit of the prior to what the wake read on every pyramid level of
@@ -353,7 +378,7 @@ class Trainer:
 
   def end_round(self, state):
     """Records the round on the held-out real images (when calibrating), offers the state
-    to ``calibrated``, and moves on to the next round (or DONE)."""
+    to ``calibrated`` (``_competes``), and moves on to the next round (or DONE)."""
     r = int(state.round)
     record = None
     if self.real is not None:
@@ -380,9 +405,16 @@ class Trainer:
         round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= rounds(self.cfg) else DONE),
         wake_step=jnp.int32(0), updates=state.updates + 1))
     self._save(state)
-    if record is not None:
+    if record is not None and self._competes(r, bool(state.bootstrap)):
       self.ckpt.save_calibrated(state, self.cfg, record)
     return state
+
+  def _competes(self, r: int, bootstrap: bool) -> bool:
+    """Whether round ``r`` competes for ``calibrated``. With ``calibrate.outline`` only the
+    rounds whose outline was searched (and the last round) do: a sharp-edged decoder
+    fits the pixels worse than a soft-edged one that paints rims outside r, so the
+    held-out RMSE would pick a round that never searched."""
+    return not self.cfg.calibrate.outline or r == rounds(self.cfg) or (r >= 1 and not bootstrap)
 
   def close(self) -> None:
     self.ckpt.close()

@@ -81,19 +81,20 @@ def make_wake_loss(model: ModelConfig, *, size: int, samples: int = 1):
 
 
 def wake_trainable(state: TrainState):
-  """What the wake stage fits: (decoder params, log sigma, outline)."""
+  """What the wake step differentiates: (decoder params, log sigma, outline); the outline
+  is held (set by ``training.outline.search``)."""
   return state.decoder_params, jnp.log(state.prior.noise_sigma), state.prior.outline
 
 
 def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size: int,
-                   samples: int = 1, outline: bool = False):
+                   samples: int = 1, sharp_edge: bool = False):
   """``wake_step(state, key, posterior, images, weights) -> (state, metrics)``, one jit.
 
   Maximizes the expected log-likelihood of the image crops over the decoder parameters
-  and log sigma, with catalogs drawn from the (fixed) posterior crops. With ``outline``
-  it also fits ``Prior.outline`` (how much larger than the reads the images put the
-  droplets' outlines) and holds the decoder's edge where it is (sharp, ``decoder.sharp``); without,
-  the outline stays as it is and the edge is fitted. The step's key is
+  and log sigma, with catalogs drawn from the (fixed) posterior crops, their radii scaled
+  by the state's outline (``Prior.outline``, held). With ``sharp_edge`` the decoder's edge
+  is held where it is (sharp, ``decoder.sharp``; for ``training.outline``'s search) except
+  in a bootstrapped round; without, the edge is fitted. The step's key is
   ``fold_in(key, state.wake_step)``. A non-finite objective or gradient leaves the state
   unchanged (reported in the metrics), so a bad step cannot corrupt the decoder.
   """
@@ -105,10 +106,11 @@ def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size
         trainable, jax.random.fold_in(key, state.wake_step), posterior, images, weights)
     updates, opt_state = tx.update(grads, state.wake_opt_state, trainable)
     new = optax.apply_updates(trainable, updates)
-    if outline:  # The edge stays sharp.
-      new = ({**new[0], "edge": trainable[0]["edge"]}, new[1], new[2])
-    else:
-      new = (new[0], new[1], trainable[2])
+    params = new[0]
+    if sharp_edge:
+      held = jnp.where(state.bootstrap, params["edge"], trainable[0]["edge"])
+      params = {**params, "edge": held}
+    new = (params, new[1], trainable[2])
     finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
     keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
     (params, log_sigma, line), opt_state = (keep(new, trainable),

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -131,19 +132,36 @@ def test_the_wake_keeps_the_decoder_that_did_best_on_held_out_crops(cfg, tmp_pat
                jax.device_get(state.best_decoder_params))
 
 
-def test_the_outline_fit_holds_the_edge_sharp(cfg, tmp_path):
-  """With ``calibrate.outline`` the wake starts from a sharp edge and keeps it, fits the
-  outline and logs it with the wake; the stage's best outline is what the state keeps."""
+def test_the_outline_search_sets_the_scale_and_holds_the_edge_sharp(cfg, tmp_path):
+  """With ``calibrate.outline`` a (not bootstrapped) wake starts from a sharp edge and
+  keeps it; the search after it logs every scale tried, and the state takes the best one
+  (the wake's log says so); the next wake starts with the outline back at zero."""
   on = dataclasses.replace(cfg, calibrate=dataclasses.replace(
-      cfg.calibrate, outline=True, wake_steps=6, wake_eval_every=2, wake_patience=10,
-      wake_lr=0.05))
+      cfg.calibrate, outline=True, wake_steps=4, wake_eval_every=2, outline_steps=2))
   trainer = Trainer(on, str(tmp_path))
   state, _ = trainer.initial_state()
   state = trainer.wake(trainer.end_round(trainer.sleep(state, 2)))
-  trainer.close()
+  assert not bool(state.bootstrap) and int(state.stage) == REFIT
   assert edge_width(state.decoder_params) == pytest.approx(SHARP_EDGE_PX)
-  log_s = float(state.prior.outline)
-  assert log_s != 0.0 and log_s == float(state.best_outline)
-  wake = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()
-          if json.loads(line)["event"] == "wake"][-1]
-  assert wake["outline_scale"] == pytest.approx(np.exp(log_s))
+  lines = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
+  tried = [r for r in lines if r["event"] == "outline"]
+  assert len(tried) >= 3 and {r["round"] for r in tried} == {1}
+  best = min(tried, key=lambda r: r["held_out_rmse"])
+  assert float(np.exp(state.prior.outline)) == pytest.approx(best["scale"], rel=1e-6)
+  wake = [r for r in lines if r["event"] == "wake"][-1]
+  assert wake["outline_scale"] == pytest.approx(best["scale"], rel=1e-6)
+  again = trainer._start_wake(state.replace(round=state.round + 1))
+  trainer.close()
+  assert float(again.prior.outline) == 0.0
+
+
+def test_with_the_outline_search_only_searched_rounds_compete_for_calibrated(cfg):
+  """A sharp-edged decoder fits pixels worse than a soft-edged one, so with
+  ``calibrate.outline`` round 0 and a bootstrapped round 1 (no search) do not compete;
+  the last round always does; without it every round does."""
+  on = dataclasses.replace(cfg, calibrate=dataclasses.replace(cfg.calibrate, outline=True,
+                                                              rounds=3))
+  competes = lambda c, r, b: Trainer._competes(SimpleNamespace(cfg=c), r, b)
+  assert [competes(on, r, b) for r, b in [(0, False), (1, True), (1, False), (2, False),
+                                          (3, True)]] == [False, False, True, True, True]
+  assert all(competes(cfg, r, b) for r in range(3) for b in (True, False))
