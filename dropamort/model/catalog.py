@@ -49,9 +49,9 @@ class Catalog:
 
 
 def outlined(catalog: Catalog, log_s) -> Catalog:
-  """The catalog with every radius times s = exp(``log_s``): where a calibration's wake
-  stage finds the real images put the droplets' outlines relative to the encoder's reads
-  (``Prior.outline``); 0 changes nothing."""
+  """The catalog with every radius times s = exp(``log_s``): where a calibration's outline
+  search (``training.outline``) finds the real images put the droplets' outlines relative
+  to the encoder's reads (``Prior.outline``); 0 changes nothing."""
   return catalog.replace(radius_BYX=catalog.radius_BYX * jnp.exp(log_s))
 
 

@@ -78,8 +78,8 @@ def edge_width(params) -> float:
 
 def sharp(params):
   """The parameters with the edge ``SHARP_EDGE_PX`` wide: the decoder then paints nothing
-  beyond a droplet's radius, so a fit of where droplets' outlines lie (``Prior.outline``)
-  cannot be traded for a soft edge painted outside r."""
+  beyond a droplet's radius, so the search of where droplets' outlines lie
+  (``training.outline``) cannot be traded for a soft edge painted outside r."""
   return {**params, "edge": edge_raw(SHARP_EDGE_PX)}
 
 

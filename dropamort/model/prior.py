@@ -67,9 +67,9 @@ class Prior:
   # calibration's real images (their misfit; dropamort.training.misfit); 1 without them.
   widen: jnp.ndarray
   # () log s: where the real images put a droplet's outline relative to the encoder's
-  # read (radius × s), fitted in the last wake stage with the decoder's edge held sharp
-  # (``model.catalog.outlined``; ``calibrate.outline``); 0 without it. A record, not
-  # applied when reading: the sleep stage after the fit teaches the encoder the outline.
+  # read (radius × s), searched after the last wake stage with the decoder's edge held
+  # sharp (``training.outline``; ``calibrate.outline``); 0 without it. A record, not
+  # applied when reading: the sleep stage after the search teaches the encoder the outline.
   outline: jnp.ndarray
 
   @classmethod

@@ -15,8 +15,8 @@ only (it went to 2–3 × on real images).
 wake steps from the same start with the same crops (``refit``), its edge and s held, and
 is scored by the held-out RMSE (``held_out_rmse``); the minimum, once bracketed, is
 refined by half a grid step toward its better neighbour (the score is far from a
-parabola: too large a scale costs more than too small). The sleep stage that follows, with the chosen
-decoder, teaches the encoder to read the outline.
+parabola: too large a scale costs more than too small). The sleep stage that follows,
+with the chosen decoder, teaches the encoder to read the outline.
 """
 
 from __future__ import annotations
@@ -36,7 +36,13 @@ from dropamort.training.real import RealImages
 from dropamort.training.wake import WakeViews, make_wake_loss
 
 GRID = 1.15  # Ratio between neighbouring candidate scales.
-SMALLEST, LARGEST = 1 / GRID**3, GRID**6  # 0.66 and 2.31: how far one search may move.
+# How far one search may move: 0.66 to 1.75. Not beyond 2: the renderer and the wake's halo
+# look as far as the decoder's reach (2 radii of the band's largest droplet).
+SMALLEST, LARGEST = 1 / GRID**3, 2.0
+
+
+class Stopped(Exception):
+  """``search``'s ``stop`` said to stop."""
 
 
 def scaled(read: list[list[LevelResult]], log_s: float) -> list[list[LevelResult]]:
@@ -68,15 +74,19 @@ def make_refit_step(model: ModelConfig, tx: optax.GradientTransformation, *, siz
 
 
 def refit(step, tx, views: WakeViews, decoder_params, log_sigma, log_s: float, key, *,
-          steps: int, batch: int):
+          steps: int, batch: int, stop=lambda: False):
   """(decoder params, log sigma) after ``steps`` refit steps (``make_refit_step``) at
   radius scale exp(log_s), from the given start; crops and draws come from ``key`` alone,
-  so every candidate scale sees the same ones."""
+  so every candidate scale sees the same ones. The views' masks under larger droplets
+  stay those of the reads (scale 1); only the drawn radii are scaled. Raises ``Stopped``
+  when ``stop()`` turns true between steps."""
   trainable = (decoder_params, jnp.asarray(log_sigma, jnp.float32),
                jnp.asarray(log_s, jnp.float32))
   opt_state = tx.init(trainable)
   crop_key, draw_key = jax.random.split(key)
   for i in range(steps):
+    if stop():
+      raise Stopped
     positions = crop_positions(jax.random.fold_in(crop_key, i), views.grids, batch,
                                views.size)
     trainable, opt_state = step(trainable, opt_state, jax.random.fold_in(draw_key, i),
@@ -112,12 +122,12 @@ def line_search(score: Callable[[int | float], float], max_up: int, max_down: in
     k += d
   if k - 1 in tried and k + 1 in tried:  # Bracketed: half a step toward the better side.
     at(k + (0.5 if tried[k + 1] < tried[k - 1] else -0.5))
-  return min(tried, key=tried.get), tried
+  return min(tried, key=lambda k: (math.isnan(tried[k]), tried[k])), tried
 
 
 def search(real: RealImages, views: WakeViews, read_held, decoder_params, log_sigma, key, *,
            tx, step, steps: int, batch: int, threshold: float,
-           say=lambda *_: None):
+           say=lambda *_: None, stop=lambda: False):
   """The radius scale the images call for (see the module's doc).
 
   Args:
@@ -126,8 +136,11 @@ def search(real: RealImages, views: WakeViews, read_held, decoder_params, log_si
     read_held: the held-out images' reads (every level).
     decoder_params, log_sigma: the start of every refit (the wake's, edge sharp).
     key: the refits' crops and draws.
-    step: ``make_refit_step``'s step for ``tx``.
+    tx, step: the refits' optimizer and ``make_refit_step``'s step for it.
     steps, batch: refit steps per candidate and crops per step.
+    threshold: the point catalogs' probability threshold.
+    say: where each candidate's line goes.
+    stop: checked between refit steps; ``Stopped`` is raised when it turns true.
 
   Returns:
     (log s, decoder params, log sigma, rows): the best candidate and, per candidate tried,
@@ -138,7 +151,7 @@ def search(real: RealImages, views: WakeViews, read_held, decoder_params, log_si
   def score(k):
     log_s = k * math.log(GRID)
     params, sigma = refit(step, tx, views, decoder_params, log_sigma, log_s, key,
-                          steps=steps, batch=batch)
+                          steps=steps, batch=batch, stop=stop)
     record = held_out_rmse(real, params, read_held, log_s, threshold)
     fits[k] = (log_s, params, sigma)
     rows.append({"scale": math.exp(log_s), "held_out_rmse": record["real_rmse"],

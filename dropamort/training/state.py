@@ -65,7 +65,7 @@ def make_optimizer(cfg: OptimConfig, steps: int) -> optax.GradientTransformation
 
 
 def make_wake_optimizer(lr: float) -> optax.GradientTransformation:
-  """Adam on (decoder parameters, log sigma, outline)."""
+  """Adam on (decoder parameters, log sigma, outline); the wake holds the outline."""
   return optax.adam(lr)
 
 

@@ -229,8 +229,12 @@ class Trainer:
       state = self._start_wake(state)
     train, held, read_held = self._wake_views(state)
     wake_key, crop_key = (jax.random.fold_in(self.keys[s], r) for s in ("wake", "crops"))
+    over = lambda st: (int(st.wake_step) >= c.wake_steps
+                       or int(st.wake_since) >= c.wake_patience)
     end = c.wake_steps if steps is None else min(c.wake_steps, int(state.wake_step) + steps)
     bad, start, metrics = 0, int(state.wake_step), {}
+    if over(state):  # Resumed at the stage's end (stopped during the outline search).
+      end = start
     bar = tqdm(total=c.wake_steps, initial=start, desc=f"round {r} wake", leave=False,
                disable=not (self.cfg.trainer.progress and self.primary))
     with _StopOnSigterm() as sigterm:
@@ -251,7 +255,9 @@ class Trainer:
     if end > start and bad == int(state.wake_step) - start:
       raise WakeFailed(f"round {r}: every wake step was non-finite; the last checkpoint "
                        f"({self.ckpt.directory}) is kept")
-    if int(state.wake_step) >= c.wake_steps or int(state.wake_since) >= c.wake_patience:
+    if over(state):
+      if c.outline and not bool(state.bootstrap):
+        self._save(state)  # A stop during the search then replays the search alone.
       state = self._end_wake(state, bad, train, read_held)
     self._save(state)
     return state
@@ -295,13 +301,19 @@ class Trainer:
     c, r = self.cfg.calibrate, int(state.round)
     self.say(f"round {r}: searching where the images put droplets' outlines")
     with _StopOnSigterm() as sigterm:
-      log_s, params, log_sigma, rows = outline.search(
-          self.real, train, read_held, state.decoder_params, jnp.log(state.prior.noise_sigma),
-          jax.random.fold_in(self.keys["outline"], r), tx=self.wake_tx, step=self.refit_step,
-          steps=c.outline_steps, batch=c.wake_batch, threshold=self.cfg.trainer.threshold,
-          say=self.say)
-      if sigterm.received:  # The search is replayed from the stage's end on resume.
-        self._preempted(state, tqdm(disable=True), f"the outline search of round {r}")
+      try:
+        log_s, params, log_sigma, rows = outline.search(
+            self.real, train, read_held, state.decoder_params,
+            jnp.log(state.prior.noise_sigma), jax.random.fold_in(self.keys["outline"], r),
+            tx=self.wake_tx, step=self.refit_step, steps=c.outline_steps, batch=c.wake_batch,
+            threshold=self.cfg.trainer.threshold, say=self.say,
+            stop=lambda: sigterm.received)
+      except outline.Stopped:  # The wake's end is saved: a resumed run searches again.
+        self.ckpt.close()
+        self.log.write(step=int(state.step), event="sigterm", **self._where(state))
+        raise Preempted(f"SIGTERM: stopped during the outline search of round {r}; the "
+                        f"wake's end is saved in {self.ckpt.directory}; run the same "
+                        f"command again to resume") from None
     for row in rows:
       self.rounds_log.write(event="outline", round=r, **row)
     self.say(f"round {r}: the images put droplets' outlines at {math.exp(log_s):.3f} × "
@@ -359,8 +371,8 @@ class Trainer:
     """Empirical-Bayes refit of the prior to what the wake read on every pyramid level of
     the fitted real images (the encoder, or LoG blobs in a bootstrapped round): density and
     radius distribution of the band, the share of area under larger droplets (at least
-    ``calibrate.larger_floor``), and the background's range and spread; radii as the
-    wake's outline scales them."""
+    ``calibrate.larger_floor``), and the background's range and spread; radii times the
+    searched outline scale (``Prior.outline``)."""
     prior, m, thr = state.prior, self.cfg.model, self.cfg.trainer.threshold
     if self.cfg.calibrate.refit_prior:
       read = self._read(state, self.real.fitted)  # What the wake read (LoG when bootstrapped).

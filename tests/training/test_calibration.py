@@ -5,6 +5,7 @@ import json
 from types import SimpleNamespace
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -145,14 +146,19 @@ def test_the_outline_search_sets_the_scale_and_holds_the_edge_sharp(cfg, tmp_pat
   assert edge_width(state.decoder_params) == pytest.approx(SHARP_EDGE_PX)
   lines = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
   tried = [r for r in lines if r["event"] == "outline"]
-  assert len(tried) >= 3 and {r["round"] for r in tried} == {1}
+  assert {r["round"] for r in tried} == {1} and tried[0]["scale"] == 1.0
   best = min(tried, key=lambda r: r["held_out_rmse"])
   assert float(np.exp(state.prior.outline)) == pytest.approx(best["scale"], rel=1e-6)
   wake = [r for r in lines if r["event"] == "wake"][-1]
   assert wake["outline_scale"] == pytest.approx(best["scale"], rel=1e-6)
   again = trainer._start_wake(state.replace(round=state.round + 1))
-  trainer.close()
   assert float(again.prior.outline) == 0.0
+  # Resumed at a finished wake (stopped during the search): no wake step is taken again.
+  ended = state.replace(stage=jnp.int32(WAKE), wake_since=jnp.int32(on.calibrate.wake_patience))
+  resumed = trainer.wake(jax.tree.map(jnp.copy, ended))
+  trainer.close()
+  assert int(resumed.wake_step) == int(ended.wake_step)
+  assert int(resumed.stage) == REFIT
 
 
 def test_with_the_outline_search_only_searched_rounds_compete_for_calibrated(cfg):

@@ -69,7 +69,7 @@ def test_an_older_checkpoint_without_prior_or_rounds_resumes(key, tiny_cfg, tmp_
 
 
 def test_a_checkpoint_whose_wake_fitted_no_outline_resumes(key, tiny_cfg, tmp_path):
-  """Before the wake fitted the outline its optimizer state covered (decoder, log sigma)
+  """Before the outline was added its wake optimizer state covered (decoder, log sigma)
   and the prior had no ``outline``: such a state resumes with everything else bit for bit,
   the fresh wake optimizer and outline, and both reported as lacked."""
   state, step = sleep_setup(tiny_cfg, key, 10)
