@@ -31,7 +31,7 @@ import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import find_images, read_image  # noqa: E402
 from dropamort.data.real import holdout_indices  # noqa: E402
-from dropamort.metrics import labelled_scores, match  # noqa: E402
+from dropamort.metrics import false_by_radius, labelled_scores, match  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("precision", "recall", "f1", "radius_rel_err_median", "coverage_x", "coverage_y",
@@ -156,7 +156,12 @@ def main():
   held = {os.path.basename(paths[i])
           for i in holdout_indices(len(paths), reader.cfg.calibrate.holdout)}
   tables, rmse, flat = read_dropamort(reader, images, held)
+  edges = [4.2, 6.0, 8.0, 12.0, 24.0]
+  false = false_by_radius([truth[n] for n in names], [tables[n] for n in names], edges)
   out = {"dropamort": {**scores(truth, tables, names), "rest": scores(truth, tables, rest),
+                       "false_by_read_radius": {f"{lo:g}+" if k + 1 == len(edges) else
+                                                f"{lo:g}-{edges[k + 1]:g}": n
+                                                for k, (lo, n) in enumerate(zip(edges, false))},
                        "reconstruction_rmse_held_out": rmse, "flat_colour_rmse_held_out": flat,
                        "seconds": round(time.perf_counter() - t0, 1)}}
   for name in args.peers:

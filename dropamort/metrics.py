@@ -129,3 +129,18 @@ def labelled_scores(true_tables, pred_tables, *, label_r_min: float = LABEL_R_MI
   return detection_metrics([above(t, label_r_min) for t in true_tables],
                            [above(p, pred_factor * label_r_min) for p in pred_tables],
                            min_tol=min_tol, rel_tol=0.5)
+
+
+def false_by_radius(true_tables, pred_tables, edges, *, label_r_min: float = LABEL_R_MIN,
+                    pred_factor: float = PRED_FACTOR, min_tol: float = REAL_MIN_TOL) -> list:
+  """Under the labelled-real-set rule (as ``labelled_scores`` matches): how many scored
+  predictions match no label, per bin [edges[k], edges[k + 1]) of their own radius (the
+  last bin is open above)."""
+  counts = np.zeros(len(edges), int)
+  for t, p in zip(true_tables, pred_tables):
+    t, p = above(t, label_r_min), above(p, pred_factor * label_r_min)
+    _, j = match(t, p, min_tol=min_tol, rel_tol=0.5)
+    r = np.delete(np.asarray(p["r"]), j)
+    k = np.searchsorted(np.asarray(edges), r, side="right") - 1
+    counts += np.bincount(k[k >= 0], minlength=len(edges))[:len(edges)]
+  return counts.tolist()

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dropamort.metrics import detection_metrics, match
+from dropamort.metrics import detection_metrics, false_by_radius, match
 
 
 def table(xy, r=None, comp=None):
@@ -62,3 +62,14 @@ def test_the_same_numbers_for_training_evaluation_and_benchmarks():
   for k in b:
     np.testing.assert_allclose(a[k], b[k], err_msg=k)
   np.testing.assert_allclose([a["radius_rel_error"], a["radius_rel_err_median"]], [0.3, 0.3])
+
+
+def test_false_predictions_are_counted_by_their_radius_under_the_labelled_rule():
+  """By hand: the label of r 10 is matched by the prediction at (100.5, 100); the label of
+  r 5 is ignored (< 6 px), so the prediction on it (r 5) is false; r 3 is below the 4.2 px
+  cut and not scored; the far ones of r 7 and 30 are false."""
+  true = table([[100, 100], [200, 200]], r=[10, 5])
+  pred = table([[100.5, 100], [200, 200], [300, 300], [400, 400], [500, 500]],
+               r=[9, 5, 3, 7, 30])
+  assert false_by_radius([true], [pred], [4.2, 6, 8, 12]) == [1, 1, 0, 1]
+  assert false_by_radius([true, true], [pred, pred], [4.2, 6]) == [2, 4]
