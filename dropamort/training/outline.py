@@ -10,8 +10,8 @@ takes its neighbours' pixels (or is dropped as overlapping them). In the drawn c
 the wake fits, overlaps are not resolved, so a gradient on s there bounds it from below
 only (it went to 2–3 × on real images).
 
-``search`` is a line search over s on a geometric grid (ratio ``GRID``, within
-[``SMALLEST``, ``LARGEST``]): each candidate refits the decoder and noise level for a few
+``search`` is a line search over s on a geometric grid (ratio ``GRID``, from ``MAX_DOWN``
+steps down to ``MAX_UP`` up): each candidate refits the decoder and noise level for a few
 wake steps from the same start with the same crops (``refit``), its edge and s held, and
 is scored by the held-out RMSE (``held_out_rmse``); the minimum, once bracketed, is
 refined by half a grid step toward its better neighbour (the score is far from a
@@ -33,12 +33,13 @@ from dropamort.config import ModelConfig
 from dropamort.data.real import crop_positions
 from dropamort.pyramid import LevelResult
 from dropamort.training.real import RealImages
-from dropamort.training.wake import WakeViews, make_wake_loss
+from dropamort.training.wake import WakeViews, fit_update, make_wake_loss
 
 GRID = 1.15  # Ratio between neighbouring candidate scales.
-# How far one search may move: 0.66 to 1.75. Not beyond 2: the renderer and the wake's halo
-# look as far as the decoder's reach (2 radii of the band's largest droplet).
-SMALLEST, LARGEST = 1 / GRID**3, 2.0
+# How far one search may move, in grid steps: GRID**-3 = 0.66 to GRID**4 = 1.75. Not
+# beyond 2: the renderer and the wake's halo look as far as the decoder's reach (2 radii
+# of the band's largest droplet).
+MAX_DOWN, MAX_UP = 3, 4
 
 
 class Stopped(Exception):
@@ -53,22 +54,15 @@ def scaled(read: list[list[LevelResult]], log_s: float) -> list[list[LevelResult
 
 def make_refit_step(model: ModelConfig, tx: optax.GradientTransformation, *, size: int,
                     samples: int = 1, hold_edge: bool = True):
-  """``step(trainable, opt_state, key, posterior, images, weights)``, one jit: a wake step
-  on (decoder params, log sigma, log s) that holds log s and (``hold_edge``) the decoder's
-  edge; a non-finite step changes nothing."""
+  """``step(trainable, opt_state, key, posterior, images, weights)``, one jit: the wake's
+  ``fit_update`` on (decoder params, log sigma, log s), log s and (``hold_edge``) the
+  decoder's edge held."""
   loss_fn = make_wake_loss(model, size=size, samples=samples)
 
   @jax.jit
   def step(trainable, opt_state, key, posterior, images, weights):
-    loss, grads = jax.value_and_grad(loss_fn)(trainable, key, posterior, images, weights)
-    updates, new_opt = tx.update(grads, opt_state, trainable)
-    params, log_sigma, _ = optax.apply_updates(trainable, updates)
-    if hold_edge:
-      params = {**params, "edge": trainable[0]["edge"]}
-    new = (params, log_sigma, trainable[2])
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-    keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
-    return keep(new, trainable), keep(new_opt, opt_state)
+    return fit_update(loss_fn, tx, trainable, opt_state, key, posterior, images, weights,
+                      hold_edge)[:2]
 
   return step
 
@@ -160,8 +154,6 @@ def search(real: RealImages, views: WakeViews, read_held, decoder_params, log_si
         f"{record['real_rmse']:.4f}, {record['count_per_image']:.0f} droplets/image")
     return record["real_rmse"]
 
-  up = int(math.floor(math.log(LARGEST) / math.log(GRID) + 1e-9))
-  down = int(math.floor(-math.log(SMALLEST) / math.log(GRID) + 1e-9))
-  best, _ = line_search(score, up, down)
+  best, _ = line_search(score, MAX_UP, MAX_DOWN)
   log_s, params, sigma = fits[best]
   return log_s, params, sigma, rows

@@ -41,9 +41,9 @@ class TrainState:
   wake_step: jnp.ndarray  # Steps done in this round's wake stage.
   wake_opt_state: Any  # The wake optimizer's state (decoder parameters, log sigma, outline).
   # Early stopping of the wake stage on held-out crops: the best held-out loss so far, the
-  # evaluations since, and the decoder, noise level and outline that reached it (the wake
-  # holds the outline since the outline search replaced its gradient fit; the field keeps
-  # the checkpoint layout of runs made with that fit).
+  # evaluations since, and the decoder and noise level that reached it. ``best_outline``
+  # is no longer tracked (the wake holds the outline since the outline search replaced
+  # its gradient fit); the field keeps the checkpoint layout of runs made with that fit.
   wake_best: jnp.ndarray
   wake_since: jnp.ndarray
   best_decoder_params: Any

@@ -269,8 +269,7 @@ class Trainer:
     if better:
       state = state.replace(wake_best=jnp.float32(loss), wake_since=jnp.int32(0),
                             best_decoder_params=jax.tree.map(jnp.copy, state.decoder_params),
-                            best_noise_sigma=jnp.copy(state.prior.noise_sigma),
-                            best_outline=jnp.copy(state.prior.outline))
+                            best_noise_sigma=jnp.copy(state.prior.noise_sigma))
     else:
       state = state.replace(wake_since=state.wake_since + 1)
     self.rounds_log.write(event="wake_eval", round=int(state.round),
@@ -282,8 +281,7 @@ class Trainer:
     a bootstrapped round) the outline's radius scale searched from them (``_outline``);
     on to the refit."""
     state = state.replace(decoder_params=jax.tree.map(jnp.copy, state.best_decoder_params),
-                          prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma),
-                                                    outline=jnp.copy(state.best_outline)))
+                          prior=state.prior.replace(noise_sigma=jnp.copy(state.best_noise_sigma)))
     if self.cfg.calibrate.outline and not bool(state.bootstrap):
       state = self._outline(state, train, read_held)
     state = state.replace(stage=jnp.int32(REFIT), updates=state.updates + 1)
@@ -342,8 +340,7 @@ class Trainer:
         bootstrap=jnp.asarray(bootstrap),
         wake_best=jnp.asarray(jnp.inf, jnp.float32), wake_since=jnp.int32(0),
         best_decoder_params=jax.tree.map(jnp.copy, state.decoder_params),
-        best_noise_sigma=jnp.copy(state.prior.noise_sigma),
-        best_outline=jnp.copy(state.prior.outline)))
+        best_noise_sigma=jnp.copy(state.prior.noise_sigma)))
 
   def _read(self, state, images):
     """Every pyramid level of ``images``: the encoder's posteriors, or (bootstrap) LoG

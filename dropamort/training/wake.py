@@ -86,35 +86,42 @@ def wake_trainable(state: TrainState):
   return state.decoder_params, jnp.log(state.prior.noise_sigma), state.prior.outline
 
 
+def fit_update(loss_fn, tx: optax.GradientTransformation, trainable, opt_state, key,
+               posterior, images, weights, hold_edge):
+  """One Adam step of ``loss_fn`` on trainable = (decoder params, log sigma, outline),
+  traced: the outline is held, and the decoder's edge where ``hold_edge`` (a bool,
+  traced or not); a non-finite objective or gradient changes nothing. Returns (trainable,
+  opt_state, loss, finite)."""
+  loss, grads = jax.value_and_grad(loss_fn)(trainable, key, posterior, images, weights)
+  updates, new_opt = tx.update(grads, opt_state, trainable)
+  params, log_sigma, _ = optax.apply_updates(trainable, updates)
+  params = {**params, "edge": jnp.where(hold_edge, trainable[0]["edge"], params["edge"])}
+  finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+  keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
+  return (keep((params, log_sigma, trainable[2]), trainable), keep(new_opt, opt_state),
+          loss, finite)
+
+
 def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size: int,
                    samples: int = 1, sharp_edge: bool = False):
   """``wake_step(state, key, posterior, images, weights) -> (state, metrics)``, one jit.
 
   Maximizes the expected log-likelihood of the image crops over the decoder parameters
-  and log sigma, with catalogs drawn from the (fixed) posterior crops, their radii scaled
-  by the state's outline (``Prior.outline``, held). With ``sharp_edge`` the decoder's edge
-  is held where it is (sharp, ``decoder.sharp``; for ``training.outline``'s search) except
-  in a bootstrapped round; without, the edge is fitted. The step's key is
-  ``fold_in(key, state.wake_step)``. A non-finite objective or gradient leaves the state
-  unchanged (reported in the metrics), so a bad step cannot corrupt the decoder.
+  and log sigma (``fit_update``), with catalogs drawn from the (fixed) posterior crops,
+  their radii scaled by the state's outline (``Prior.outline``, held). With ``sharp_edge``
+  the decoder's edge is held where it is (sharp, ``decoder.sharp``; for
+  ``training.outline``'s search) except in a bootstrapped round; without, the edge is
+  fitted. The step's key is ``fold_in(key, state.wake_step)``. A non-finite objective or
+  gradient leaves the state unchanged (reported in the metrics), so a bad step cannot
+  corrupt the decoder.
   """
   loss_fn = make_wake_loss(model, size=size, samples=samples)
 
   def wake_step(state: TrainState, key, posterior, images, weights):
-    trainable = wake_trainable(state)
-    loss, grads = jax.value_and_grad(loss_fn)(
-        trainable, jax.random.fold_in(key, state.wake_step), posterior, images, weights)
-    updates, opt_state = tx.update(grads, state.wake_opt_state, trainable)
-    new = optax.apply_updates(trainable, updates)
-    params = new[0]
-    if sharp_edge:
-      held = jnp.where(state.bootstrap, params["edge"], trainable[0]["edge"])
-      params = {**params, "edge": held}
-    new = (params, new[1], trainable[2])
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-    keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(finite, x, y), a, b)
-    (params, log_sigma, line), opt_state = (keep(new, trainable),
-                                            keep(opt_state, state.wake_opt_state))
+    (params, log_sigma, line), opt_state, loss, finite = fit_update(
+        loss_fn, tx, wake_trainable(state), state.wake_opt_state,
+        jax.random.fold_in(key, state.wake_step), posterior, images, weights,
+        sharp_edge & ~state.bootstrap)
     pixels = jnp.maximum(weights.sum(), 1.0) * images.shape[3] / images.shape[0]
     state = state.replace(decoder_params=params,
                           prior=state.prior.replace(noise_sigma=jnp.exp(log_sigma),
