@@ -21,6 +21,7 @@ from dropamort.config import InferConfig
 from dropamort.inference.api import DropletReader
 from dropamort.pyramid import merged_candidates
 from dropamort.inference.predictor import Predictor
+from dropamort.inference.catalog_table import at_edge
 from dropamort.model.catalog import to_table
 from dropamort.model.prior import Prior
 from dropamort import checkpoint as checkpoints
@@ -130,6 +131,8 @@ def evaluate(cfg: EvaluateRunConfig, out_dir: str, *, progress: bool = True) -> 
                          f"annotations=CSV with image, x, y, r)")
   for i, ex in enumerate(tqdm(examples, disable=not progress, unit="image")):
     c90, c50, ms = _candidates(reader, ex["image"], options)
+    if kind != "droplet_sim":  # Labels mark droplets' edges: radii at the edge map's.
+      c90, c50 = (at_edge(c, saved.prior.edge, 1 / scale) for c in (c90, c50))
     times.append(ms)
     h, w = ex["image"].shape[:2]
     truth = {k: np.asarray(ex[k], float) for k in ("x", "y", "r", "composition") if k in ex}

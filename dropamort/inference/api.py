@@ -15,7 +15,7 @@ from dropamort import checkpoint
 from dropamort.config import InferConfig
 from dropamort.data.images import resize
 from dropamort.encoder.posterior import CatalogPosterior
-from dropamort.inference.catalog_table import droplet_table, summarize
+from dropamort.inference.catalog_table import at_edge, droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
 from dropamort.inference.stats import draw, lab_summary
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
@@ -98,10 +98,11 @@ class DropletReader:
     ratio = (w0 / w, h0 / h)
     candidates = merged_candidates(levels, self.cfg.model, options.threshold,
                                    widen=self.predictor.prior.widen)
-    table = droplet_table(candidates, threshold=options.threshold, ratio_xy=ratio,
-                          pixel_size=options.pixel_size)
     rr = float(np.sqrt(ratio[0] * ratio[1]))
-    draws = draw(jax.random.key(options.seed), candidates, options.samples, rr)
+    reported = at_edge(candidates, self.predictor.prior.edge, rr)  # Radii at the edge.
+    table = droplet_table(reported, threshold=options.threshold, ratio_xy=ratio,
+                          pixel_size=options.pixel_size)
+    draws = draw(jax.random.key(options.seed), reported, options.samples, rr)
     summary = summarize(candidates, *draws)
     summary["lab"] = lab_summary(*draws, area_px=float(h0 * w0),
                                  pixel_size=options.pixel_size)
@@ -111,6 +112,8 @@ class DropletReader:
                     "scale": self.base_scale(options), "scale_chosen": options.scale is None,
                     "threshold": options.threshold,
                     "scales": scales_summary(levels, candidates, options.threshold, rr),
+                    "edge_map": dict(zip(("a", "b_px", "r0_px"), np.asarray(
+                        self.predictor.prior.edge, float).round(4).tolist())),
                     "timings_s": {"single_pass": round(t_pass, 4)}})
     return Result(levels=levels, candidates=candidates, table=table, summary=summary,
                   image=base, ratio_xy=ratio, draws=draws)

@@ -5,8 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.pyramid import point_mask
 from dropamort.schema import interval_names, sd_name
+from dropamort.training.edge import edge_factor
+
+
+def at_edge(cands: dict, edge, ratio: float = 1.0) -> dict:
+  """The candidates with their radii at the droplets' edge (``Prior.edge``, a map fitted
+  in original image px; ``ratio`` = original / analysed size): r, its interval and sd
+  times the droplet's factor (``training.edge.edge_factor`` of its median radius),
+  ``r_log_loc`` plus its log; the relative width of each radius posterior is kept. For
+  the radii reported, never for rendering (the decoder draws the read radii)."""
+  if np.allclose(np.asarray(edge, float), IDENTITY_EDGE) or not len(cands["r"]):
+    return cands
+  f = edge_factor(np.asarray(cands["r"], float) * ratio, edge)
+  out = dict(cands)
+  for k, v in cands.items():
+    if k == "r_log_loc":
+      out[k] = np.asarray(v) + np.log(f)
+    elif k == "r" or (k.startswith("r_") and not k.startswith("r_log")):
+      out[k] = np.asarray(v) * f
+  return out
 
 
 def droplet_table(table: dict, *, threshold: float, ratio_xy=(1.0, 1.0),

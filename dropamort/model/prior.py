@@ -46,6 +46,9 @@ class TruncatedLogNormal(dist.TransformedDistribution):
     return dist.constraints.interval(self.low, self.high)
 
 
+IDENTITY_EDGE = (1.0, 0.0, 1.0)  # ``Prior.edge`` that reports the read radii unchanged.
+
+
 @flax.struct.dataclass
 class Prior:
   """The generative model's fitted numbers: prior of the catalog and pixel noise level.
@@ -71,6 +74,11 @@ class Prior:
   # sharp (``training.outline``; ``calibrate.outline``); 0 without it. A record, not
   # applied when reading: the sleep stage after the search teaches the encoder the outline.
   outline: jnp.ndarray
+  # (3,) (a, b, r0): where the droplets' edges lie, as a map of the read radius r (original
+  # image px): a · r + b for r >= r0, proportionally below (``training.edge``); measured
+  # on the calibration's held-out images; (1, 0, 1), no change, without them. Applied to
+  # the radii reported (``inference.catalog_table.at_edge``), never to those rendered.
+  edge: jnp.ndarray
 
   @classmethod
   def from_config(cls, cfg: ModelConfig) -> "Prior":
@@ -83,7 +91,8 @@ class Prior:
                background_high=jnp.broadcast_to(f(cfg.background_high), c),
                background_sd=f(cfg.background_sd), larger_fraction=f(cfg.larger_fraction),
                noise_sigma=f(cfg.noise_sigma), widen=jnp.ones((3,), jnp.float32),
-               outline=jnp.zeros((), jnp.float32))
+               outline=jnp.zeros((), jnp.float32),
+               edge=jnp.asarray(IDENTITY_EDGE, jnp.float32))
 
   def summary(self) -> dict:
     """Plain floats (lists per channel), for logs and JSON."""

@@ -30,6 +30,7 @@ from dropamort.model.decoder import edge_width, load_params, sharp
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.training import outline
 from dropamort.training.bootstrap import blob_posterior, log_blobs
+from dropamort.training.edge import edge_map
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
 from dropamort.training.real import RealImages, band_stats
 from dropamort.training.report import MetricsLog
@@ -386,8 +387,10 @@ class Trainer:
     return state
 
   def end_round(self, state):
-    """Records the round on the held-out real images (when calibrating), offers the state
-    to ``calibrated`` (``_competes``), and moves on to the next round (or DONE)."""
+    """Records the round on the held-out real images (when calibrating): reconstruction,
+    the posterior's widening (``Prior.widen``) and where droplets' edges lie relative to
+    the read radii (``Prior.edge``, ``training.edge``); offers the state to
+    ``calibrated`` (``_competes``), and moves on to the next round (or DONE)."""
     r = int(state.round)
     record = None
     if self.real is not None:
@@ -399,8 +402,11 @@ class Trainer:
           jax.random.fold_in(self.keys["widen"], r))))
       widen, found = self.real.widen(self.posterior_fn, state.params, state.decoder_params,
                                      thr, rng, points)
-      state = state.replace(prior=state.prior.replace(widen=jnp.asarray(widen)))
-      record.update(round=r, step=int(state.step), widen_found=found,
+      (a, b, r0), measured = edge_map(self.real.held_out, [table for table, _ in points])
+      scale = self.cfg.data.scale  # The map goes to the original images' pixels.
+      state = state.replace(prior=state.prior.replace(
+          widen=jnp.asarray(widen), edge=jnp.asarray([a, b / scale, r0 / scale], jnp.float32)))
+      record.update(round=r, step=int(state.step), widen_found=found, edge_found=measured,
                     **state.prior.summary())
       self.rounds_log.write(event="round", **record)
       self.last_record = record
@@ -408,7 +414,8 @@ class Trainer:
                f"{record['flat_rmse']:.4f}), {record['count_per_image']:.0f} droplets/image, "
                f"noise sigma {record['noise_sigma']:.4f}, density {record['density']:.4f}, "
                f"log r ~ N({record['radius_loc']:.2f}, {record['radius_scale']:.2f}), "
-               f"posterior widened x/y/r by {widen[0]:.2f}/{widen[1]:.2f}/{widen[2]:.2f}")
+               f"posterior widened x/y/r by {widen[0]:.2f}/{widen[1]:.2f}/{widen[2]:.2f}, "
+               f"edges at {a:.3f} × r {b / scale:+.2f} px ({measured} droplets)")
     nxt = r + 1
     state = self._place(state.replace(
         round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= rounds(self.cfg) else DONE),

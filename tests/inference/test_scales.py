@@ -1,5 +1,6 @@
 """No scale to pick: the same droplets are read at three zooms of one simulated image."""
 
+import copy
 import dataclasses
 
 import jax
@@ -9,6 +10,7 @@ from PIL import Image
 
 import dropamort
 from dropamort.config import InferConfig
+from dropamort.inference.api import DropletReader
 from dropamort.metrics import detection_metrics
 from dropamort.model.catalog import to_table
 from dropamort.model.simulate import make_simulate
@@ -69,3 +71,29 @@ def test_summary_states_each_level_against_the_original_image(scene):
   scales = result.summary["scales"]
   assert [s["scale"] for s in scales] == [0.5 / 2**i for i in range(len(scales))]
   assert scales[0]["radius_px"] == [0.0, 16.0] and scales[-1]["radius_px"][1] is None
+
+
+def test_the_edge_map_moves_reported_radii_in_original_pixels_and_not_the_render(scene):
+  """A calibration's edge map (``Prior.edge``, original px) applies to the table's radii
+  and intervals (and the summary's radius statistics) at the droplet's own factor, read
+  from half size; the reconstruction still draws the read radii."""
+  reader, clean, _, _ = scene
+  image = np.kron(clean.clip(0, 1), np.ones((2, 2, 1), np.float32))
+  options = InferConfig(scale=0.5, samples=10, progress=False)
+  before = reader.infer(image, options)
+  edge = (0.9, -1.5, 3.0)
+  predictor = copy.copy(reader.predictor)
+  predictor.prior = predictor.prior.replace(edge=np.float32(edge))
+  mapped = DropletReader(predictor)
+  after = mapped.infer(image, options)
+  r = before.table["r"].to_numpy()  # Original px: twice the analysed ones.
+  f = 0.9 - 1.5 / np.maximum(r, 3.0)
+  for k in ("r", "r_q05", "r_q95", "r_sd"):
+    np.testing.assert_allclose(after.table[k].to_numpy(), before.table[k].to_numpy() * f,
+                               rtol=1e-5)
+  np.testing.assert_array_equal(after.table["x"], before.table["x"])
+  assert after.summary["edge_map"] == {"a": 0.9, "b_px": -1.5, "r0_px": 3.0}
+  assert after.summary["radius_px"]["D50"]["median"] < before.summary["radius_px"]["D50"][
+      "median"]
+  np.testing.assert_array_equal(mapped.reconstruction(after, 0.5),
+                                reader.reconstruction(before, 0.5))
