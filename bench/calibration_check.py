@@ -68,7 +68,9 @@ def main():
   w = image.shape[1]
   region = image[:, int(round(args.columns[0] * w)):int(round(args.columns[1] * w))]
   reader = dropamort.load(args.checkpoint)
-  result = reader.infer(region, InferConfig(scale=1.0, samples=200))
+  # The region is resized here, so its pixels are not the original ones the edge map is
+  # in: read radii (the check is of the reconstruction, which never uses the map).
+  result = reader.infer(region, InferConfig(scale=1.0, samples=200, edge_map=False))
   h, w = region.shape[:2]
   recon = reader.reconstruction(result, 0.5)
   rmse = float(np.sqrt(np.mean((recon - region) ** 2)))

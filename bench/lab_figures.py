@@ -52,7 +52,8 @@ def main():
     h, w = image.shape[:2]
     keep = (table["x"] < w) & (table["y"] < h)
     truth = truth_figures({"r": table["r"][keep]}, h * w)
-    lab = reader.infer(image, InferConfig(scale=1.0, samples=200, progress=False)).summary
+    lab = reader.infer(image, InferConfig(scale=1.0, samples=200, progress=False,
+                                          edge_map=False)).summary  # Truth: read radii.
     lab = {**lab["lab"], "count": lab["count"]}
     for name, path in FIGURES.items():
       iv = lab

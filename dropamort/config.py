@@ -331,6 +331,9 @@ class InferConfig:
   pixel_size: float | None = None  # µm per pixel of the input image: adds µm columns and
   # figures (x_um, y_um, r_um; density per mm², diameters in µm).
   threshold: float = 0.5  # p above which a droplet is listed in the catalog.
+  edge_map: bool = True  # Radii at the droplets' edge, by the calibration's edge map
+  # (Prior.edge; training.edge); false: the radii as the model reads them (its render's,
+  # and the truth of images simulated from it). No change for an uncalibrated model.
   tile: int = 512  # Images larger than this (px, after scaling) are tiled.
   overlap: int = 8  # Context cells around each tile's own region.
   samples: int = 200  # Posterior samples for the summary's credible intervals.

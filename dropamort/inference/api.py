@@ -18,8 +18,10 @@ from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import at_edge, droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
 from dropamort.inference.stats import draw, lab_summary
+from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
                                point_mask, render_levels)
+from dropamort.training.edge import edge_factor
 
 
 @dataclasses.dataclass
@@ -86,6 +88,11 @@ class DropletReader:
       return options.scale
     return self.cfg.data.scale if self.cfg.data.real is not None else 1.0
 
+  def edge(self, options: InferConfig):
+    """The edge map the reported radii go through (``at_edge``): the calibration's
+    (``Prior.edge``), or with ``infer.edge_map=false`` the identity."""
+    return self.predictor.prior.edge if options.edge_map else IDENTITY_EDGE
+
   def reconstruction(self, result: Result, threshold: float) -> np.ndarray:
     """Noise-free render of the droplets the result lists (p > threshold), at the base
     image's size, every level's droplets at their size."""
@@ -99,10 +106,11 @@ class DropletReader:
     candidates = merged_candidates(levels, self.cfg.model, options.threshold,
                                    widen=self.predictor.prior.widen)
     rr = float(np.sqrt(ratio[0] * ratio[1]))
-    reported = at_edge(candidates, self.predictor.prior.edge, rr)  # Radii at the edge.
-    table = droplet_table(reported, threshold=options.threshold, ratio_xy=ratio,
-                          pixel_size=options.pixel_size)
-    draws = draw(jax.random.key(options.seed), reported, options.samples, rr)
+    edge = self.edge(options)
+    table = droplet_table(at_edge(candidates, edge, rr), threshold=options.threshold,
+                          ratio_xy=ratio, pixel_size=options.pixel_size)
+    on, radius = draw(jax.random.key(options.seed), candidates, options.samples, rr)
+    draws = on, radius * edge_factor(radius, edge)  # Original px: the map's own.
     summary = summarize(candidates, *draws)
     summary["lab"] = lab_summary(*draws, area_px=float(h0 * w0),
                                  pixel_size=options.pixel_size)
@@ -112,8 +120,8 @@ class DropletReader:
                     "scale": self.base_scale(options), "scale_chosen": options.scale is None,
                     "threshold": options.threshold,
                     "scales": scales_summary(levels, candidates, options.threshold, rr),
-                    "edge_map": dict(zip(("a", "b_px", "r0_px"), np.asarray(
-                        self.predictor.prior.edge, float).round(4).tolist())),
+                    "edge_map": dict(zip(("a", "b_px", "r0_px"),
+                                         np.asarray(edge, float).round(4).tolist())),
                     "timings_s": {"single_pass": round(t_pass, 4)}})
     return Result(levels=levels, candidates=candidates, table=table, summary=summary,
                   image=base, ratio_xy=ratio, draws=draws)

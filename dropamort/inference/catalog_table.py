@@ -5,27 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.pyramid import point_mask
 from dropamort.schema import interval_names, sd_name
-from dropamort.training.edge import edge_factor
+from dropamort.training.edge import edge_factor, edge_slope, is_identity
 
 
 def at_edge(cands: dict, edge, ratio: float = 1.0) -> dict:
-  """The candidates with their radii at the droplets' edge (``Prior.edge``, a map fitted
-  in original image px; ``ratio`` = original / analysed size): r, its interval and sd
-  times the droplet's factor (``training.edge.edge_factor`` of its median radius),
-  ``r_log_loc`` plus its log; the relative width of each radius posterior is kept. For
-  the radii reported, never for rendering (the decoder draws the read radii)."""
-  if np.allclose(np.asarray(edge, float), IDENTITY_EDGE) or not len(cands["r"]):
+  """The candidates with their radius posteriors pushed through the droplets' edge map
+  (``Prior.edge``, fitted in original image px; ``ratio`` = original / analysed size):
+  r and its interval bounds each mapped (the map is increasing, so quantiles map to
+  quantiles), the sd times the map's slope, ``r_log_loc`` the log of the mapped median.
+  For the radii reported, never for rendering (the decoder draws the read radii)."""
+  if is_identity(edge) or not len(cands["r"]):
     return cands
-  f = edge_factor(np.asarray(cands["r"], float) * ratio, edge)
+  to_edge = lambda v: np.asarray(v, float) * edge_factor(np.asarray(v, float) * ratio, edge)
   out = dict(cands)
   for k, v in cands.items():
-    if k == "r_log_loc":
-      out[k] = np.asarray(v) + np.log(f)
-    elif k == "r" or (k.startswith("r_") and not k.startswith("r_log")):
-      out[k] = np.asarray(v) * f
+    if k == "r" or (k.startswith("r_q")):
+      out[k] = to_edge(v)
+  out["r_sd"] = np.asarray(cands["r_sd"]) * edge_slope(np.asarray(cands["r"]) * ratio, edge)
+  out["r_log_loc"] = np.log(out["r"])
   return out
 
 

@@ -139,7 +139,7 @@ def refine_result(reader: DropletReader, result: Result, options: InferConfig) -
       cands[k][mine] = v * (lr.level.factor if k[0] in "xyr" else 1.0)
     before, after, ms = before + elbo0, after + elbo1, max(ms, ms_step)
   rr = float(np.sqrt(result.ratio_xy[0] * result.ratio_xy[1]))
-  table = droplet_table(at_edge(cands, reader.predictor.prior.edge, rr),
+  table = droplet_table(at_edge(cands, reader.edge(options), rr),
                         threshold=options.threshold, ratio_xy=result.ratio_xy,
                         pixel_size=options.pixel_size)
   summary = dict(result.summary)

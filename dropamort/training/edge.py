@@ -85,7 +85,8 @@ def edge_map(images, tables) -> tuple[tuple[float, float, float], int]:
   through the medians of r and of the edge radius in bins of r (ratio BIN_RATIO, at least
   BIN_MIN droplets each; weight the bin's count), robust to the single droplets whose
   profile a neighbour spoils. With one such bin, or a map that would make r0 smaller than
-  0.1 × itself, the median ratio alone (b = 0); with none, the identity ``IDENTITY_EDGE``.
+  0.1 × itself, the median ratio alone (b = 0); with fewer than BIN_MIN droplets measured,
+  the identity ``IDENTITY_EDGE``.
   """
   r, t = [], []
   for image, tab in zip(images, tables):
@@ -94,8 +95,8 @@ def edge_map(images, tables) -> tuple[tuple[float, float, float], int]:
   r, t = (np.concatenate(v) if v else np.zeros(0) for v in (r, t))
   ok = np.isfinite(t)
   r, e = r[ok], (t * r)[ok]
-  if not r.size:
-    return IDENTITY_EDGE, 0
+  if r.size < BIN_MIN:  # Too few to say: a droplet's profile alone is noisy.
+    return IDENTITY_EDGE, int(r.size)
   bins = []
   lo = R_MIN_PX
   while lo <= r.max():
@@ -116,6 +117,18 @@ def edge_map(images, tables) -> tuple[tuple[float, float, float], int]:
 
 def edge_factor(r, edge) -> np.ndarray:
   """Per read radius r (the pixels ``edge`` = (a, b, r0) was fitted in), the factor that
-  takes it to the edge: a + b / max(r, r0)."""
+  takes it to the edge: a + b / max(r, r0). The map r -> r · factor is increasing."""
   a, b, r0 = (float(v) for v in np.asarray(edge))
   return a + b / np.maximum(np.asarray(r, np.float64), r0)
+
+
+def edge_slope(r, edge) -> np.ndarray:
+  """The derivative of the map r -> r · ``edge_factor``: a above r0, a + b / r0 below."""
+  a, b, r0 = (float(v) for v in np.asarray(edge))
+  return np.where(np.asarray(r, np.float64) >= r0, a, a + b / r0)
+
+
+def is_identity(edge) -> bool:
+  """Whether ``edge`` leaves every radius as read (a = 1, b = 0; r0 then does nothing)."""
+  a, b, _ = (float(v) for v in np.asarray(edge))
+  return a == 1.0 and b == 0.0

@@ -27,10 +27,11 @@ from dropamort.data.real import crop_positions
 from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
 from dropamort.model.decoder import edge_width, load_params, sharp
+from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.training import outline
 from dropamort.training.bootstrap import blob_posterior, log_blobs
-from dropamort.training.edge import edge_map
+from dropamort.training.edge import edge_map, is_identity
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
 from dropamort.training.real import RealImages, band_stats
 from dropamort.training.report import MetricsLog
@@ -404,8 +405,9 @@ class Trainer:
                                      thr, rng, points)
       (a, b, r0), measured = edge_map(self.real.held_out, [table for table, _ in points])
       scale = self.cfg.data.scale  # The map goes to the original images' pixels.
+      edge = IDENTITY_EDGE if is_identity((a, b, r0)) else (a, b / scale, r0 / scale)
       state = state.replace(prior=state.prior.replace(
-          widen=jnp.asarray(widen), edge=jnp.asarray([a, b / scale, r0 / scale], jnp.float32)))
+          widen=jnp.asarray(widen), edge=jnp.asarray(edge, jnp.float32)))
       record.update(round=r, step=int(state.step), widen_found=found, edge_found=measured,
                     **state.prior.summary())
       self.rounds_log.write(event="round", **record)
@@ -415,7 +417,7 @@ class Trainer:
                f"noise sigma {record['noise_sigma']:.4f}, density {record['density']:.4f}, "
                f"log r ~ N({record['radius_loc']:.2f}, {record['radius_scale']:.2f}), "
                f"posterior widened x/y/r by {widen[0]:.2f}/{widen[1]:.2f}/{widen[2]:.2f}, "
-               f"edges at {a:.3f} × r {b / scale:+.2f} px ({measured} droplets)")
+               f"edges at {edge[0]:.3f} × r {edge[1]:+.2f} px ({measured} droplets)")
     nxt = r + 1
     state = self._place(state.replace(
         round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= rounds(self.cfg) else DONE),

@@ -75,8 +75,9 @@ def test_summary_states_each_level_against_the_original_image(scene):
 
 def test_the_edge_map_moves_reported_radii_in_original_pixels_and_not_the_render(scene):
   """A calibration's edge map (``Prior.edge``, original px) applies to the table's radii
-  and intervals (and the summary's radius statistics) at the droplet's own factor, read
-  from half size; the reconstruction still draws the read radii."""
+  and intervals (each bound through the map; the summary's radius statistics too), read
+  from half size; the reconstruction still draws the read radii, and
+  ``infer.edge_map=false`` reports them."""
   reader, clean, _, _ = scene
   image = np.kron(clean.clip(0, 1), np.ones((2, 2, 1), np.float32))
   options = InferConfig(scale=0.5, samples=10, progress=False)
@@ -86,12 +87,18 @@ def test_the_edge_map_moves_reported_radii_in_original_pixels_and_not_the_render
   predictor.prior = predictor.prior.replace(edge=np.float32(edge))
   mapped = DropletReader(predictor)
   after = mapped.infer(image, options)
-  r = before.table["r"].to_numpy()  # Original px: twice the analysed ones.
-  f = 0.9 - 1.5 / np.maximum(r, 3.0)
-  for k in ("r", "r_q05", "r_q95", "r_sd"):
-    np.testing.assert_allclose(after.table[k].to_numpy(), before.table[k].to_numpy() * f,
+  # Original px (twice the analysed ones): 0.9 r - 1.5 above 3 px, 0.4 r below.
+  to_edge = lambda v: np.where(v >= 3.0, 0.9 * v - 1.5, 0.4 * v)
+  for k in ("r", "r_q05", "r_q95"):
+    np.testing.assert_allclose(after.table[k].to_numpy(), to_edge(before.table[k].to_numpy()),
                                rtol=1e-5)
+  r = before.table["r"].to_numpy()
+  np.testing.assert_allclose(after.table["r_sd"].to_numpy(),
+                             before.table["r_sd"].to_numpy() * np.where(r >= 3.0, 0.9, 0.4),
+                             rtol=1e-5)
   np.testing.assert_array_equal(after.table["x"], before.table["x"])
+  unmapped = mapped.infer(image, dataclasses.replace(options, edge_map=False))
+  np.testing.assert_array_equal(unmapped.table["r"], before.table["r"])
   assert after.summary["edge_map"] == {"a": 0.9, "b_px": -1.5, "r0_px": 3.0}
   assert after.summary["radius_px"]["D50"]["median"] < before.summary["radius_px"]["D50"][
       "median"]

@@ -16,6 +16,7 @@ from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelC
 from dropamort.model.decoder import SHARP_EDGE_PX, edge_width, load_params
 from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.model.simulate import make_simulate
+from dropamort.training.edge import BIN_MIN
 from dropamort.training.loop import train
 from dropamort.training.state import REFIT, SLEEP, WAKE
 from dropamort.training.trainer import Trainer
@@ -67,11 +68,11 @@ def test_rounds_are_logged_and_the_calibrated_model_is_what_inference_reads(unin
   widen = np.asarray(reader.predictor.prior.widen)
   np.testing.assert_allclose(widen, best["widen"], rtol=1e-6)
   assert widen.shape == (3,) and np.all(widen >= 1.0)
-  # So does its edge map (measured on the held-out images; the identity when no droplet
-  # there could be measured).
+  # So does its edge map (measured on the held-out images; the identity when too few
+  # droplets there could be measured).
   edge = np.asarray(reader.predictor.prior.edge)
-  np.testing.assert_allclose(edge, best["edge"], rtol=1e-6)
-  assert np.allclose(edge, IDENTITY_EDGE) == (best["edge_found"] == 0)
+  np.testing.assert_allclose(edge, best["edge"], rtol=1e-5, atol=1e-5)
+  assert np.allclose(edge, IDENTITY_EDGE) == (best["edge_found"] < BIN_MIN)
 
 
 def test_killed_after_round_one_resumes_to_the_same_model(cfg, uninterrupted, tmp_path):
