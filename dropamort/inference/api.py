@@ -18,10 +18,9 @@ from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import at_edge, droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
 from dropamort.inference.stats import draw, lab_summary
-from dropamort.model.prior import IDENTITY_EDGE
+from dropamort.model.prior import IDENTITY_EDGE, edge_factor
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
                                point_mask, render_levels)
-from dropamort.training.edge import edge_factor
 
 
 @dataclasses.dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dropamort.model.prior import edge_factor, edge_slope, is_identity
 from dropamort.pyramid import point_mask
 from dropamort.schema import interval_names, sd_name
-from dropamort.training.edge import edge_factor, edge_slope, is_identity
 
 
 def at_edge(cands: dict, edge, ratio: float = 1.0) -> dict:
@@ -21,7 +21,7 @@ def at_edge(cands: dict, edge, ratio: float = 1.0) -> dict:
   to_edge = lambda v: np.asarray(v, float) * edge_factor(np.asarray(v, float) * ratio, edge)
   out = dict(cands)
   for k, v in cands.items():
-    if k == "r" or (k.startswith("r_q")):
+    if k == "r" or k.startswith("r_q"):
       out[k] = to_edge(v)
   out["r_sd"] = np.asarray(cands["r_sd"]) * edge_slope(np.asarray(cands["r"]) * ratio, edge)
   out["r_log_loc"] = np.log(out["r"])
@@ -31,9 +31,11 @@ def at_edge(cands: dict, edge, ratio: float = 1.0) -> dict:
 def droplet_table(table: dict, *, threshold: float, ratio_xy=(1.0, 1.0),
                   pixel_size: float | None = None) -> pd.DataFrame:
   """The user-facing table (schema of ``dropamort.schema``): one row per droplet of the
-  point catalog (p > threshold, not a duplicate: ``pyramid.point_mask``), lengths scaled by ``ratio_xy`` (original / analysed size) back to the
-  original image's pixels, the composition split into columns; with ``pixel_size`` (µm
-  per original pixel) the lengths in µm too (``x_um``, ``r_um_sd``, ...)."""
+  point catalog (p > threshold, not a duplicate: ``pyramid.point_mask``), lengths scaled
+  by ``ratio_xy`` (original / analysed size) back to the original image's pixels, the
+  composition split into columns; with ``pixel_size`` (µm per original pixel) the lengths
+  in µm too (``x_um``, ``r_um_sd``, ...). Radii as given: ``at_edge`` first for the
+  droplets' edges."""
   keep = point_mask(table, threshold)
   t = {k: np.asarray(v)[keep] for k, v in table.items()}
   rx, ry = ratio_xy

@@ -49,6 +49,25 @@ class TruncatedLogNormal(dist.TransformedDistribution):
 IDENTITY_EDGE = (1.0, 0.0, 1.0)  # ``Prior.edge`` that reports the read radii unchanged.
 
 
+def edge_factor(r, edge) -> np.ndarray:
+  """Per read radius r (the pixels ``edge`` = (a, b, r0) was fitted in: ``Prior.edge``), the factor that
+  takes it to the edge: a + b / max(r, r0). The map r -> r · factor is increasing."""
+  a, b, r0 = (float(v) for v in np.asarray(edge))
+  return a + b / np.maximum(np.asarray(r, np.float64), r0)
+
+
+def edge_slope(r, edge) -> np.ndarray:
+  """The derivative of the map r -> r · ``edge_factor``: a above r0, a + b / r0 below."""
+  a, b, r0 = (float(v) for v in np.asarray(edge))
+  return np.where(np.asarray(r, np.float64) >= r0, a, a + b / r0)
+
+
+def is_identity(edge) -> bool:
+  """Whether ``edge`` leaves every radius as read (a = 1, b = 0; r0 then does nothing)."""
+  a, b, _ = (float(v) for v in np.asarray(edge))
+  return a == 1.0 and b == 0.0
+
+
 @flax.struct.dataclass
 class Prior:
   """The generative model's fitted numbers: prior of the catalog and pixel noise level.

@@ -113,22 +113,3 @@ def edge_map(images, tables) -> tuple[tuple[float, float, float], int]:
     if fa > 0 and fa * R_MIN_PX + fb >= 0.1 * R_MIN_PX:
       a, b = float(fa), float(fb)
   return (a, b, R_MIN_PX), int(r.size)
-
-
-def edge_factor(r, edge) -> np.ndarray:
-  """Per read radius r (the pixels ``edge`` = (a, b, r0) was fitted in), the factor that
-  takes it to the edge: a + b / max(r, r0). The map r -> r · factor is increasing."""
-  a, b, r0 = (float(v) for v in np.asarray(edge))
-  return a + b / np.maximum(np.asarray(r, np.float64), r0)
-
-
-def edge_slope(r, edge) -> np.ndarray:
-  """The derivative of the map r -> r · ``edge_factor``: a above r0, a + b / r0 below."""
-  a, b, r0 = (float(v) for v in np.asarray(edge))
-  return np.where(np.asarray(r, np.float64) >= r0, a, a + b / r0)
-
-
-def is_identity(edge) -> bool:
-  """Whether ``edge`` leaves every radius as read (a = 1, b = 0; r0 then does nothing)."""
-  a, b, _ = (float(v) for v in np.asarray(edge))
-  return a == 1.0 and b == 0.0

@@ -27,11 +27,11 @@ from dropamort.data.real import crop_positions
 from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
 from dropamort.model.decoder import edge_width, load_params, sharp
-from dropamort.model.prior import IDENTITY_EDGE
+from dropamort.model.prior import IDENTITY_EDGE, is_identity
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.training import outline
 from dropamort.training.bootstrap import blob_posterior, log_blobs
-from dropamort.training.edge import edge_map, is_identity
+from dropamort.training.edge import edge_map
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
 from dropamort.training.real import RealImages, band_stats
 from dropamort.training.report import MetricsLog

@@ -5,8 +5,8 @@ import pytest
 from scipy import ndimage
 
 from dropamort.inference.catalog_table import at_edge
-from dropamort.model.prior import IDENTITY_EDGE
-from dropamort.training.edge import edge_factor, edge_map, edge_slope, is_identity, steepest
+from dropamort.model.prior import IDENTITY_EDGE, edge_factor, edge_slope, is_identity
+from dropamort.training.edge import edge_map, steepest
 
 BACKGROUND, BODY, HALO = np.array([0.7, 0.6, 0.3]), np.array([0.2, 0.2, 0.15]), 0.95
 
