@@ -224,7 +224,7 @@ class CalibrateConfig:
   wake_lr: float = 3e-3
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
-  outline: bool = False  # Search where the images put droplets' outlines: the wake
+  outline: bool = True  # Search where the images put droplets' outlines: the wake
   # holds the decoder's edge sharp, then one radius scale s of the reads is chosen by the
   # held-out RMSE of the overlap-resolved point render, each candidate's decoder refitted
   # for outline_steps wake steps (training.outline); the sleep stage then teaches the
