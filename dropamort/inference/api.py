@@ -92,6 +92,14 @@ class DropletReader:
     (``Prior.edge``), or with ``infer.edge_map=false`` the identity."""
     return self.predictor.prior.edge if options.edge_map else IDENTITY_EDGE
 
+  def table(self, candidates: dict, ratio_xy, options: InferConfig) -> pd.DataFrame:
+    """The user-facing table of ``candidates`` (analysed image px; ``ratio_xy`` = original
+    / analysed size): radii through the edge map (``edge``), lengths in original px."""
+    rr = float(np.sqrt(ratio_xy[0] * ratio_xy[1]))
+    return droplet_table(at_edge(candidates, self.edge(options), rr),
+                         threshold=options.threshold, ratio_xy=ratio_xy,
+                         pixel_size=options.pixel_size)
+
   def reconstruction(self, result: Result, threshold: float) -> np.ndarray:
     """Noise-free render of the droplets the result lists (p > threshold), at the base
     image's size, every level's droplets at their size."""
@@ -105,9 +113,7 @@ class DropletReader:
     candidates = merged_candidates(levels, self.cfg.model, options.threshold,
                                    widen=self.predictor.prior.widen)
     rr = float(np.sqrt(ratio[0] * ratio[1]))
-    edge = self.edge(options)
-    table = droplet_table(at_edge(candidates, edge, rr), threshold=options.threshold,
-                          ratio_xy=ratio, pixel_size=options.pixel_size)
+    table, edge = self.table(candidates, ratio, options), self.edge(options)
     on, radius = draw(jax.random.key(options.seed), candidates, options.samples, rr)
     draws = on, radius * edge_factor(radius, edge)  # Original px: the map's own.
     summary = summarize(candidates, *draws)

@@ -29,7 +29,6 @@ from numpyro.infer.util import compute_log_probs
 from dropamort.config import InferConfig, ModelConfig
 from dropamort.encoder.posterior import central_z, transformed_normal_sd
 from dropamort.inference.api import DropletReader, Result
-from dropamort.inference.catalog_table import at_edge, droplet_table
 from dropamort.model.model import droplet_model
 from dropamort.model.prior import Prior
 from dropamort.pyramid import point_mask
@@ -138,10 +137,7 @@ def refine_result(reader: DropletReader, result: Result, options: InferConfig) -
       cands[k] = np.array(cands[k], dtype=float)  # A copy: the result keeps its own.
       cands[k][mine] = v * (lr.level.factor if k[0] in "xyr" else 1.0)
     before, after, ms = before + elbo0, after + elbo1, max(ms, ms_step)
-  rr = float(np.sqrt(result.ratio_xy[0] * result.ratio_xy[1]))
-  table = droplet_table(at_edge(cands, reader.edge(options), rr),
-                        threshold=options.threshold, ratio_xy=result.ratio_xy,
-                        pixel_size=options.pixel_size)
+  table = reader.table(cands, result.ratio_xy, options)
   summary = dict(result.summary)
   summary["refinement"] = {"steps": options.refine_steps, "elbo_before": before,
                            "elbo_after": after, "ms_per_step": ms,

@@ -50,8 +50,9 @@ IDENTITY_EDGE = (1.0, 0.0, 1.0)  # ``Prior.edge`` that reports the read radii un
 
 
 def edge_factor(r, edge) -> np.ndarray:
-  """Per read radius r (the pixels ``edge`` = (a, b, r0) was fitted in: ``Prior.edge``), the factor that
-  takes it to the edge: a + b / max(r, r0). The map r -> r · factor is increasing."""
+  """Per read radius r (in the pixels ``edge`` = (a, b, r0), a ``Prior.edge``, was fitted
+  in), the factor that takes it to the edge: a + b / max(r, r0). The map r -> r · factor
+  is increasing."""
   a, b, r0 = (float(v) for v in np.asarray(edge))
   return a + b / np.maximum(np.asarray(r, np.float64), r0)
 
