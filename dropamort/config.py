@@ -238,6 +238,10 @@ class CalibrateConfig:
   larger_floor: float = 0.05  # The refit's least area share of each layer of larger
   # droplets: the encoder must keep learning to leave larger droplets to the coarser
   # pyramid levels, even when the calibration images show none at their scale.
+  polish_steps: int = 5000  # At most, after the last round's sleep stage: the decoder,
+  # its edge free, fitted to the fitted images as their point catalog renders them,
+  # stopped early on the held-out ones (training.polish); 0 leaves the decoder as the
+  # last wake stage made it.
 
   def __post_init__(self):
     for name in ("rounds", "sleep_steps", "wake_steps", "wake_batch", "wake_samples",
@@ -249,6 +253,7 @@ class CalibrateConfig:
     _check(0 < self.holdout < 1, "calibrate.holdout", "in (0, 1)", self.holdout)
     _check(0 <= self.larger_floor <= 0.9, "calibrate.larger_floor", "in [0, 0.9]",
            self.larger_floor)
+    _check(self.polish_steps >= 0, "calibrate.polish_steps", ">= 0", self.polish_steps)
 
 
 @dataclasses.dataclass

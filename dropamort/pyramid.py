@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 
 from dropamort.config import ModelConfig
 from dropamort.encoder.posterior import CatalogPosterior
-from dropamort.model.reconstruct import reconstruct
+from dropamort.model.reconstruct import decoder_inputs, reconstruct
 from dropamort.schema import LEVEL
 
 # A coarser level also keeps reads down to this fraction of its band's lower octave.
@@ -229,3 +229,12 @@ def render_levels(model: ModelConfig, decoder_params, levels: list[LevelResult],
   h, w = levels[0].image.shape[:2]
   return reconstruct(model, decoder_params, cats[0][1], height=h, width=w,
                      coarser=tuple(cats[1:]))
+
+
+def level_inputs(model: ModelConfig, levels: list[LevelResult], candidates: dict,
+                 threshold: float) -> np.ndarray:
+  """What the decoder is asked at every pixel of ``render_levels``' render, packed
+  (``reconstruct.pack``): (H, W, C + 4 + T) at the base image's size."""
+  cats = kept_catalogs(levels, candidates, threshold)
+  h, w = levels[0].image.shape[:2]
+  return decoder_inputs(model, cats[0][1], height=h, width=w, coarser=tuple(cats[1:]))

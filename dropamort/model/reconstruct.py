@@ -17,7 +17,7 @@ from dropamort.config import ModelConfig
 from dropamort.model.catalog import Catalog
 from dropamort.model.decoder import DropletOpticsModel, bind
 from dropamort.model.model import decoder_module
-from dropamort.model.render import Layer, render_layers
+from dropamort.model.render import Layer, layer_inputs, render_layers
 
 
 @functools.lru_cache(maxsize=16)
@@ -58,14 +58,63 @@ def reconstruct(cfg: ModelConfig, decoder_params, catalog: Catalog, *, height: i
   Radii are clipped to the model's bounds: the renderer only searches as far as
   ``radius_max`` reaches.
   """
+  module = decoder_module(cfg)
+
+  def strip(specs, rows, parts):
+    render = _renderer(module, specs, rows, width, cfg.reach)
+    return np.asarray(render(decoder_params, parts)[0])
+
+  return _by_strips(cfg, catalog, coarser, height, width, strip_px, strip)
+
+
+@functools.lru_cache(maxsize=16)
+def _inputs_fn(specs: tuple, height: int, width: int):
+  """Jitted ``layer_inputs`` of one strip shape, packed (``pack``)."""
+  def inputs(catalogs):
+    layers = [Layer(c, cell, k, r_scale) for c, (cell, k, r_scale) in zip(catalogs, specs)]
+    return pack(layer_inputs(layers, height=height, width=width))
+
+  return jax.jit(inputs)
+
+
+def decoder_inputs(cfg: ModelConfig, catalog: Catalog, *, height: int, width: int,
+                   coarser: tuple = (), strip_px: int = 512) -> np.ndarray:
+  """What the decoder is asked at every pixel of ``reconstruct``'s render (same
+  arguments), packed (``pack``): (height, width, C + 4 + T). ``shade`` of the unpacked
+  inputs with a decoder is that decoder's render, pixel for pixel."""
+  def strip(specs, rows, parts):
+    return np.asarray(_inputs_fn(specs, rows, width)(parts)).reshape(rows, width, -1)
+
+  return _by_strips(cfg, catalog, coarser, height, width, strip_px, strip)
+
+
+def pack(inputs) -> jnp.ndarray:
+  """``layer_inputs``' (bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT) as one (P, C + 4 + T)
+  array."""
+  bg, d2, dx, dy, r, comp = inputs
+  return jnp.concatenate([bg, jnp.stack([d2, dx, dy, r], -1), comp], -1)
+
+
+def unpack(packed_PK, channels: int):
+  """The inverse of ``pack``: (bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT)."""
+  c = channels
+  return (packed_PK[:, :c], packed_PK[:, c], packed_PK[:, c + 1], packed_PK[:, c + 2],
+          packed_PK[:, c + 3], packed_PK[:, c + 4:])
+
+
+def _by_strips(cfg: ModelConfig, catalog: Catalog, coarser: tuple, height: int, width: int,
+               strip_px: int, strip) -> np.ndarray:
+  """``strip(specs, rows, parts)`` over horizontal strips of the image, each with the
+  halo its droplets can reach from, cut back to the strip and stacked: (height, width, K).
+  ``parts`` are the layers' catalogs cropped to the strip (radii in base pixels) and
+  ``specs`` their (cell, reach_cells, r_scale)."""
   clip = lambda c: c.replace(radius_BYX=jnp.clip(c.radius_BYX, cfg.radius_min, cfg.radius_max))
   layers = [(1, clip(catalog))] + [(f, clip(c)) for f, c in coarser]
   # Strips start on the coarsest grid, so every layer's crop starts on one of its cells.
   unit = cfg.cell * max(f for f, _ in layers)
   halo = int(np.ceil(cfg.reach * cfg.radius_max * max(f for f, _ in layers) / unit)) * unit
   step = max(unit, strip_px // unit * unit)
-  out = np.zeros((height, width, cfg.channels), np.float32)
-  module = decoder_module(cfg)
+  out = []
   for y0 in range(0, height, step):
     y1 = min(height, y0 + step)
     a, b = max(0, y0 - halo), min(-(-height // unit) * unit, y1 + halo)
@@ -76,7 +125,5 @@ def reconstruct(cfg: ModelConfig, decoder_params, catalog: Catalog, *, height: i
       part = _pad_rows(cat.crop(a // cell, 0, rows, cat.grid_shape[1]), rows)
       parts.append(part.replace(radius_BYX=part.radius_BYX * f))  # In base pixels.
       specs.append((cell, cfg.reach_cells, float(f)))
-    render = _renderer(module, tuple(specs), b - a, width, cfg.reach)
-    img = np.asarray(render(decoder_params, parts)[0])
-    out[y0:y1] = img[y0 - a:y1 - a]
-  return out
+    out.append(strip(tuple(specs), b - a, parts)[y0 - a:y1 - a])
+  return np.concatenate(out).astype(np.float32)

@@ -25,7 +25,7 @@ from dropamort.model.background import pixel_background
 from dropamort.model.catalog import Catalog
 
 
-def _shade(decode, bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT, reach: float):
+def shade(decode, bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT, reach: float):
   """Decoder value where a droplet is within reach, bare background elsewhere; ``r_P`` is
   the radius the decoder sees."""
   near_P = d2_P <= reach**2
@@ -117,6 +117,22 @@ def render_layers(decode, layers: list[Layer], *, height: int, width: int, reach
     images_BHWC.
   """
   b = layers[0].catalog.on_BYX.shape[0]
+  out_PC = shade(decode, *layer_inputs(layers, height=height, width=width), reach)
+  return out_PC.reshape(b, height, width, -1)
+
+
+def layer_inputs(layers: list[Layer], *, height: int, width: int):
+  """What the decoder is asked at every pixel of ``render_layers``: the pixel's nearest
+  droplet over all layers, and the decoder's inputs for it. None of it depends on the
+  decoder, so a decoder can be fitted to fixed catalogs pixel by pixel (``shade``).
+
+  Returns:
+    (bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT), P = B·height·width pixels in row-major order:
+    the background (pre-sigmoid), the squared normalized distance to the nearest droplet
+    (inf where none), the offset from it over its radius, the radius the decoder sees
+    and the droplet's composition.
+  """
+  b = layers[0].catalog.on_BYX.shape[0]
   d2s, rows = [], []
   for layer in layers:
     cat, cell, k = layer.catalog, layer.cell, layer.reach_cells
@@ -142,9 +158,8 @@ def render_layers(decode, layers: list[Layer], *, height: int, width: int, reach
   x_P, y_P, r_P = chosen_PA[:, 0], chosen_PA[:, 1], chosen_PA[:, 2]
   bg = first.catalog.background_BYXC
   bg_PC = pixel_background(bg, first.cell, height, width).reshape(-1, bg.shape[-1])
-  out_PC = _shade(decode, bg_PC, d2_P, (px_P - x_P) / r_P, (py_P - y_P) / r_P,
-                  chosen_PA[:, 3], chosen_PA[:, 4:], reach)
-  return out_PC.reshape(b, height, width, -1)
+  return (bg_PC, d2_P, (px_P - x_P) / r_P, (py_P - y_P) / r_P, chosen_PA[:, 3],
+          chosen_PA[:, 4:])
 
 
 def render_dense(decode, x_N, y_N, r_N, comp_NT, on_N,
@@ -172,6 +187,6 @@ def render_dense(decode, x_N, y_N, r_N, comp_NT, on_N,
   r_P = r_N[idx_P]
   rin_P = r_P if rin_N is None else jnp.asarray(rin_N, jnp.float32)[idx_P]
   bg_PC = jnp.asarray(background_HWC).reshape(height * width, -1)
-  out_PC = _shade(decode, bg_PC, d2_P, (px_P - x_N[idx_P]) / r_P,
+  out_PC = shade(decode, bg_PC, d2_P, (px_P - x_N[idx_P]) / r_P,
                   (py_P - y_N[idx_P]) / r_P, rin_P, jnp.asarray(comp_NT)[idx_P], reach)
   return out_PC.reshape(height, width, -1)

@@ -29,7 +29,7 @@ from dropamort.errors import UserError
 from dropamort.model.decoder import edge_width, load_params, sharp
 from dropamort.model.prior import IDENTITY_EDGE, is_identity
 from dropamort.parallel import batch_mesh, replicate
-from dropamort.training import outline
+from dropamort.training import outline, polish
 from dropamort.training.bootstrap import blob_posterior, log_blobs
 from dropamort.training.edge import edge_map
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
@@ -43,7 +43,8 @@ from dropamort.training.validate import validate, validation_set
 from dropamort.training.wake import WakeViews, make_wake_loss, make_wake_step, wake_trainable
 
 # Key streams: fold_in(seed key, i).
-STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout", "widen", "outline")
+STREAMS = ("init", "sleep", "wake", "crops", "refit", "heldout", "widen", "outline",
+           "polish")
 
 
 class NonFiniteLoss(UserError, RuntimeError):
@@ -388,19 +389,20 @@ class Trainer:
     return state
 
   def end_round(self, state):
-    """Records the round on the held-out real images (when calibrating): reconstruction,
-    the posterior's widening (``Prior.widen``) and where droplets' edges lie relative to
-    the read radii (``Prior.edge``, ``training.edge``); offers the state to
-    ``calibrated`` (``_competes``), and moves on to the next round (or DONE)."""
+    """Records the round on the held-out real images (when calibrating): the posterior's
+    widening (``Prior.widen``), where droplets' edges lie relative to the read radii
+    (``Prior.edge``, ``training.edge``), after the last round the decoder's polish
+    (``_polish``), and the reconstruction; offers the state to ``calibrated``
+    (``_competes``), and moves on to the next round (or DONE)."""
     r = int(state.round)
     record = None
     if self.real is not None:
       thr = self.cfg.trainer.threshold
-      points = [self.real.points(state.decoder_params, levels, thr) for levels in
-                self.real.read(self.posterior_fn, state.params, self.real.held_out)]
-      record = self.real.record(points)
+      read_held = self.real.read(self.posterior_fn, state.params, self.real.held_out)
+      points = [self.real.points(state.decoder_params, levels, thr) for levels in read_held]
       rng = np.random.default_rng(np.asarray(jax.random.key_data(
           jax.random.fold_in(self.keys["widen"], r))))
+      # The bootstrap's residual is the one of the decoder the encoder was trained with.
       widen, found = self.real.widen(self.posterior_fn, state.params, state.decoder_params,
                                      thr, rng, points)
       (a, b, r0), measured = edge_map(self.real.held_out, [table for table, _ in points])
@@ -408,6 +410,10 @@ class Trainer:
       edge = IDENTITY_EDGE if is_identity((a, b, r0)) else (a, b / scale, r0 / scale)
       state = state.replace(prior=state.prior.replace(
           widen=jnp.asarray(widen), edge=jnp.asarray(edge, jnp.float32)))
+      if r == rounds(self.cfg) and self.cfg.calibrate.polish_steps:
+        state = self._polish(state, read_held)
+        points = [self.real.points(state.decoder_params, levels, thr) for levels in read_held]
+      record = self.real.record(points)
       record.update(round=r, step=int(state.step), widen_found=found, edge_found=measured,
                     **state.prior.summary())
       self.rounds_log.write(event="round", **record)
@@ -426,6 +432,27 @@ class Trainer:
     if record is not None and self._competes(r, bool(state.bootstrap)):
       self.ckpt.save_calibrated(state, self.cfg, record)
     return state
+
+  def _polish(self, state, read_held):
+    """``training.polish``: the decoder fitted to the point render of the fitted images,
+    judged on the held-out ones (``read_held``); logged per judgement."""
+    m, thr, r = self.cfg.model, self.cfg.trainer.threshold, int(state.round)
+    key = jax.random.fold_in(self.keys["polish"], r)
+    self.say(f"round {r}: polishing the decoder on the point catalogs of the fitted images")
+    train = polish.pixels(m, self.real.read(self.posterior_fn, state.params, self.real.fitted),
+                          self.real.fitted, thr, jax.random.fold_in(key, 0), polish.TRAIN_PIXELS)
+    held = polish.pixels(m, read_held, self.real.held_out, thr, jax.random.fold_in(key, 1),
+                         polish.HELD_PIXELS)
+    params, rows = polish.fit(m, state.decoder_params, train, held, jax.random.fold_in(key, 2),
+                              steps=self.cfg.calibrate.polish_steps,
+                              lr=self.cfg.calibrate.wake_lr)
+    for row in rows:
+      self.rounds_log.write(event="polish", round=r, **row)
+    best = min(row["held_out_rmse"] for row in rows)
+    self.say(f"round {r}: polish took the held-out RMSE of the sampled pixels from "
+             f"{rows[0]['held_out_rmse']:.4f} to {best:.4f} in {rows[-1]['step']} steps; "
+             f"decoder edge {edge_width(params):.2f} px")
+    return self._place(state.replace(decoder_params=params, updates=state.updates + 1))
 
   def _competes(self, r: int, bootstrap: bool) -> bool:
     """Whether round ``r`` competes for ``calibrated``. With ``calibrate.outline`` only the

@@ -36,7 +36,8 @@ def cfg(tmp_path_factory):
                             checkpoint_every=2, progress=False),
       data=DataConfig(real=str(folder)),
       calibrate=CalibrateConfig(rounds=2, sleep_steps=2, wake_steps=3, wake_batch=2,
-                                wake_crop=32, min_found=0.0, outline=False))
+                                wake_crop=32, min_found=0.0, outline=False,
+                                polish_steps=20))
 
 
 @pytest.fixture(scope="module")
