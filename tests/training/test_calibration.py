@@ -179,3 +179,17 @@ def test_with_the_outline_search_only_searched_rounds_compete_for_calibrated(cfg
   assert [competes(on, r, b) for r, b in [(0, False), (1, True), (1, False), (2, False),
                                           (3, True)]] == [False, False, True, True, True]
   assert all(competes(cfg, r, b) for r in range(3) for b in (True, False))
+
+
+def test_the_last_round_ends_with_the_polish_and_its_record_is_the_polished_render(
+    uninterrupted):
+  """Only the last round is polished (no simulation follows it), judged first at step 0;
+  its record is the held-out RMSE of the render the polish kept: the held-out image is
+  small enough that the polish judges all of its pixels, so the two must agree."""
+  run, result = uninterrupted
+  records = [json.loads(line) for line in (run / "calibration.jsonl").read_text().splitlines()]
+  rows = [r for r in records if r["event"] == "polish"]
+  assert {r["round"] for r in rows} == {2} and rows[0]["step"] == 0
+  last = [r for r in records if r["event"] == "round"][-1]
+  assert last["real_rmse"] == pytest.approx(min(r["held_out_rmse"] for r in rows), rel=1e-4)
+  assert min(r["held_out_rmse"] for r in rows) < rows[0]["held_out_rmse"]
