@@ -1,6 +1,7 @@
 """Where a calibrated model's reconstruction misses the held-out real images, and a picture.
 
-    python bench/real_reconstruction.py --checkpoint runs/condensation9 --pictures docs/real_reconstruction.png
+    python bench/real_reconstruction.py --checkpoint runs/condensation9 \
+        --pictures docs/real_reconstruction.png
 
 Takes the checkpoint's own calibration images and held-out split (``data.real``,
 ``data.scale``, ``data.columns``, ``calibrate.holdout``), reads every held-out image as
@@ -9,8 +10,10 @@ point catalog. Reports the pooled RMSE (the calibration log's ``real_rmse``), a 
 mean colour's, each image's, and how the squared error splits over the pixels by their
 normalized distance d to the nearest read droplet: inside (d < 0.8), at the edge
 (0.8-1.2), in the ring the decoder still paints (1.2-2) and bare background (d >= 2).
-With --pictures: image, reconstruction and |residual| of a crop of the worst image. The
-last line is one JSON object.
+For scale, the RMSE of each image against itself blurred (Gaussian, sigma 1, 2, 3 px): how
+much of the image lies in detail finer than that. With --pictures: image,
+reconstruction and |residual| of a crop of the worst image. The last line is one JSON
+object.
 """
 
 import argparse
@@ -22,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy.ndimage import gaussian_filter  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
@@ -31,6 +35,7 @@ from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.real import load_real, split_holdout  # noqa: E402
 from dropamort.pyramid import point_mask  # noqa: E402
 
+BLURS = (1.0, 2.0, 3.0)  # px
 REGIONS = (("inside", 0.0, 0.8), ("edge", 0.8, 1.2), ("ring", 1.2, 2.0),
            ("background", 2.0, np.inf))
 
@@ -91,7 +96,7 @@ def main():
   options = InferConfig(scale=1.0, edge_map=False, samples=20, progress=False)
   sq = flat = n = 0.0
   regions = {name: [0.0, 0] for name, _, _ in REGIONS}
-  per_image, worst = [], None
+  per_image, worst, blurred = [], None, {b: 0.0 for b in BLURS}
   for i, image in enumerate(held):
     result = reader.infer(image, options)  # Already at data.scale: analysed as it is.
     recon = reader.reconstruction(result, options.threshold)
@@ -104,6 +109,9 @@ def main():
       regions[name][0] += float(err[inside].sum())
       regions[name][1] += int(inside.sum())
     sq += float(err.sum())
+    for b in BLURS:
+      blur = gaussian_filter(image, (b, b, 0))
+      blurred[b] += float(((blur - image) ** 2).sum())
     flat += float(((image - image.mean((0, 1))) ** 2).sum())
     n += image.size
     rmse = float(np.sqrt(err.mean() / image.shape[-1]))
@@ -116,6 +124,7 @@ def main():
   c = cfg.model.channels
   report(checkpoint=args.checkpoint, images=len(held), real_rmse=round(float(np.sqrt(sq / n)), 4),
          flat_rmse=round(float(np.sqrt(flat / n)), 4), per_image_rmse=per_image,
+         blurred_rmse={f"{b:g}px": round(float(np.sqrt(v / n)), 4) for b, v in blurred.items()},
          regions={name: {"pixel_share": round(k / (n / c), 3),
                          "rmse": round(float(np.sqrt(s / max(k * c, 1))), 4),
                          "error_share": round(s / sq, 3)}
