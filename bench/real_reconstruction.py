@@ -49,6 +49,8 @@ def nearest_d(shape, x, y, r) -> np.ndarray:
     reach = 2 * cr
     y0, y1 = max(0, int(cy - reach)), min(h, int(cy + reach) + 2)
     x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 2)
+    if y1 <= y0 or x1 <= x0:  # Entirely outside the image.
+      continue
     yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
     np.minimum(d[y0:y1, x0:x1], np.hypot(xx - cx, yy - cy) / cr, out=d[y0:y1, x0:x1])
   return d

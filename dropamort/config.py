@@ -241,7 +241,8 @@ class CalibrateConfig:
   polish_steps: int = 5000  # At most, after the last round's sleep stage: the decoder,
   # its edge free, fitted to the fitted images as their point catalog renders them,
   # stopped early on the held-out ones (training.polish); 0 leaves the decoder as the
-  # last wake stage made it.
+  # last wake stage made it. A finished run continued with more rounds starts its next
+  # wake from the polished decoder.
 
   def __post_init__(self):
     for name in ("rounds", "sleep_steps", "wake_steps", "wake_batch", "wake_samples",

@@ -114,7 +114,7 @@ def _by_strips(cfg: ModelConfig, catalog: Catalog, coarser: tuple, height: int, 
   unit = cfg.cell * max(f for f, _ in layers)
   halo = int(np.ceil(cfg.reach * cfg.radius_max * max(f for f, _ in layers) / unit)) * unit
   step = max(unit, strip_px // unit * unit)
-  out = []
+  out = None
   for y0 in range(0, height, step):
     y1 = min(height, y0 + step)
     a, b = max(0, y0 - halo), min(-(-height // unit) * unit, y1 + halo)
@@ -125,5 +125,8 @@ def _by_strips(cfg: ModelConfig, catalog: Catalog, coarser: tuple, height: int, 
       part = _pad_rows(cat.crop(a // cell, 0, rows, cat.grid_shape[1]), rows)
       parts.append(part.replace(radius_BYX=part.radius_BYX * f))  # In base pixels.
       specs.append((cell, cfg.reach_cells, float(f)))
-    out.append(strip(tuple(specs), b - a, parts)[y0 - a:y1 - a])
-  return np.concatenate(out).astype(np.float32)
+    part_out = strip(tuple(specs), b - a, parts)[y0 - a:y1 - a]
+    if out is None:  # One output, written strip by strip: no strip outlives its turn.
+      out = np.empty((height, width, part_out.shape[-1]), np.float32)
+    out[y0:y1] = part_out
+  return out

@@ -38,6 +38,10 @@ PATIENCE = 4  # Judgements without improvement before it stops.
 CHUNK = 262_144  # Pixels per jitted call when judging.
 
 
+class Stopped(Exception):
+  """The polish was asked to stop (``fit``'s ``stop``) before it finished."""
+
+
 @dataclasses.dataclass
 class Pixels:
   """Pixels of some images: the decoder's packed inputs (P, C + 4 + T) and the images'
@@ -81,16 +85,20 @@ def rmse(render: Callable, params, data: Pixels) -> float:
   """Root mean squared error of ``render`` with ``params`` over ``data``."""
   sq = 0.0
   for i in range(0, len(data.target), CHUNK):
-    out = render(params, jnp.asarray(data.inputs[i:i + CHUNK]))
+    out = render(params, jnp.asarray(data.inputs[i:i + CHUNK]))  # No copy if on device.
     sq += float(jnp.sum((out - data.target[i:i + CHUNK]) ** 2))
   return float(np.sqrt(sq / max(data.target.size, 1)))
 
 
 def fit(model: ModelConfig, params, train: Pixels, held: Pixels, key, *, steps: int,
-        lr: float, say: Callable[[str], None] = lambda _: None):
+        lr: float, say: Callable[[str], None] = lambda _: None,
+        stop: Callable[[], bool] = lambda: False):
   """Adam on the mean squared error of the point render over batches of ``train``
   (drawn from ``key``), judged on ``held`` every ``EVAL_EVERY`` steps: stops after
   ``PATIENCE`` judgements without improvement, or after ``steps``.
+
+  Raises:
+    Stopped: ``stop()`` turned true (checked every step; a preemption notice).
 
   Returns:
     (params, rows): the best parameters judged (``params`` themselves if nothing beat
@@ -99,6 +107,7 @@ def fit(model: ModelConfig, params, train: Pixels, held: Pixels, key, *, steps: 
   render = jax.jit(make_render(model))
   tx = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
   x_all, y_all = jnp.asarray(train.inputs), jnp.asarray(train.target)
+  held = Pixels(jnp.asarray(held.inputs), jnp.asarray(held.target))  # On the device once.
 
   @jax.jit
   def step(p, opt_state, k, x_all, y_all):
@@ -114,6 +123,8 @@ def fit(model: ModelConfig, params, train: Pixels, held: Pixels, key, *, steps: 
   rows, best_params, since, p, opt_state = [{"step": 0, "held_out_rmse": best}], params, 0, \
       params, tx.init(params)
   for i in range(1, steps + 1):
+    if stop():
+      raise Stopped(f"stopped at polish step {i - 1}")
     p, opt_state, _ = step(p, opt_state, jax.random.fold_in(key, i), x_all, y_all)
     if i % EVAL_EVERY == 0 or i == steps:
       now = rmse(render, p, held)

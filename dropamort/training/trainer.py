@@ -443,9 +443,18 @@ class Trainer:
                           self.real.fitted, thr, jax.random.fold_in(key, 0), polish.TRAIN_PIXELS)
     held = polish.pixels(m, read_held, self.real.held_out, thr, jax.random.fold_in(key, 1),
                          polish.HELD_PIXELS)
-    params, rows = polish.fit(m, state.decoder_params, train, held, jax.random.fold_in(key, 2),
-                              steps=self.cfg.calibrate.polish_steps,
-                              lr=self.cfg.calibrate.wake_lr)
+    with _StopOnSigterm() as sigterm:
+      try:
+        params, rows = polish.fit(m, state.decoder_params, train, held,
+                                  jax.random.fold_in(key, 2),
+                                  steps=self.cfg.calibrate.polish_steps,
+                                  lr=self.cfg.calibrate.wake_lr, stop=lambda: sigterm.received)
+      except polish.Stopped:  # The sleep stage's end is saved: a resumed run polishes again.
+        self.ckpt.close()
+        self.log.write(step=int(state.step), event="sigterm", **self._where(state))
+        raise Preempted(f"SIGTERM: stopped during the decoder's polish after round {r}'s "
+                        f"sleep stage, which is saved in {self.ckpt.directory}; run the "
+                        f"same command again to resume") from None
     for row in rows:
       self.rounds_log.write(event="polish", round=r, **row)
     best = min(row["held_out_rmse"] for row in rows)

@@ -17,9 +17,10 @@ from dropamort.model.decoder import SHARP_EDGE_PX, edge_width, load_params
 from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.model.simulate import make_simulate
 from dropamort.training.edge import BIN_MIN
+from dropamort.training import polish
 from dropamort.training.loop import train
 from dropamort.training.state import REFIT, SLEEP, WAKE
-from dropamort.training.trainer import Trainer
+from dropamort.training.trainer import Preempted, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +194,24 @@ def test_the_last_round_ends_with_the_polish_and_its_record_is_the_polished_rend
   last = [r for r in records if r["event"] == "round"][-1]
   assert last["real_rmse"] == pytest.approx(min(r["held_out_rmse"] for r in rows), rel=1e-4)
   assert min(r["held_out_rmse"] for r in rows) < rows[0]["held_out_rmse"]
+
+
+def test_killed_during_the_polish_resumes_to_the_same_model(cfg, uninterrupted, tmp_path,
+                                                            monkeypatch):
+  """SIGTERM during the polish (its ``stop`` turns true) stops the run with the last
+  sleep stage saved and nothing of the polish logged; the same command then polishes
+  again and ends where an uninterrupted run does."""
+  _, whole = uninterrupted
+  fit = polish.fit
+  monkeypatch.setattr(polish, "fit", lambda *a, **k: fit(*a, **{**k, "stop": lambda: True}))
+  with pytest.raises(Preempted, match="polish"):
+    train(cfg, str(tmp_path))
+  monkeypatch.setattr(polish, "fit", fit)
+  logged = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
+  assert not [r for r in logged if r["event"] == "polish" or (
+      r["event"] == "round" and r["round"] == 2)]
+  resumed = train(cfg, str(tmp_path))
+  _assert_same_state(resumed["state"], whole["state"])
+  records = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records if r["event"] == "polish"][0] == 0
+  assert len([r for r in records if r["event"] == "polish" and r["step"] == 0]) == 1

@@ -81,3 +81,12 @@ def test_polish_keeps_the_start_when_fitting_only_makes_it_worse(key):
   jax.tree.map(np.testing.assert_array_equal, params, truth)
   assert rows[0]["held_out_rmse"] < 1e-6 and min(r["held_out_rmse"] for r in rows[1:]) > 1e-3
   assert len(rows) == 3  # Judged at 250 and 500.
+
+
+def test_a_stop_request_ends_the_polish_with_an_error(key):
+  truth = D.load_params("default", 3, 3, CFG.decoder_hidden)
+  held = _pixels(key, truth, 1)
+  calls = []
+  stop = lambda: calls.append(1) or len(calls) > 3  # True at the 4th step.
+  with pytest.raises(polish.Stopped, match="step 3"):
+    polish.fit(CFG, truth, held, held, jax.random.key(4), steps=100, lr=3e-3, stop=stop)
