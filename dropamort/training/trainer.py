@@ -301,26 +301,32 @@ class Trainer:
     the best candidate's decoder, noise level and scale; every candidate is logged."""
     c, r = self.cfg.calibrate, int(state.round)
     self.say(f"round {r}: searching where the images put droplets' outlines")
-    with _StopOnSigterm() as sigterm:
-      try:
-        log_s, params, log_sigma, rows = outline.search(
+    log_s, params, log_sigma, rows = self._until_sigterm(
+        state, lambda stop: outline.search(
             self.real, train, read_held, state.decoder_params,
             jnp.log(state.prior.noise_sigma), jax.random.fold_in(self.keys["outline"], r),
             tx=self.wake_tx, step=self.refit_step, steps=c.outline_steps, batch=c.wake_batch,
-            threshold=self.cfg.trainer.threshold, say=self.say,
-            stop=lambda: sigterm.received)
-      except outline.Stopped:  # The wake's end is saved: a resumed run searches again.
-        self.ckpt.close()
-        self.log.write(step=int(state.step), event="sigterm", **self._where(state))
-        raise Preempted(f"SIGTERM: stopped during the outline search of round {r}; the "
-                        f"wake's end is saved in {self.ckpt.directory}; run the same "
-                        f"command again to resume") from None
+            threshold=self.cfg.trainer.threshold, say=self.say, stop=stop),
+        outline.Stopped, f"the outline search of round {r}; the wake's end")
     for row in rows:
       self.rounds_log.write(event="outline", round=r, **row)
     self.say(f"round {r}: the images put droplets' outlines at {math.exp(log_s):.3f} × "
              f"the read radius")
     return state.replace(decoder_params=params, prior=state.prior.replace(
         noise_sigma=jnp.exp(log_sigma), outline=jnp.asarray(log_s, jnp.float32)))
+
+  def _until_sigterm(self, state, run, stopped: type, what: str):
+    """``run(stop)``, ``stop()`` turning true once SIGTERM arrives; ``run`` then raises
+    ``stopped``, which becomes ``Preempted``: the last checkpoint (``what`` names the work
+    and what that checkpoint holds) is kept, and a resumed run does the work again."""
+    with _StopOnSigterm() as sigterm:
+      try:
+        return run(lambda: sigterm.received)
+      except stopped:
+        self.ckpt.close()
+        self.log.write(step=int(state.step), event="sigterm", **self._where(state))
+        raise Preempted(f"SIGTERM: stopped during {what} is saved in "
+                        f"{self.ckpt.directory}; run the same command again to resume") from None
 
   def _start_wake(self, state):
     """Fresh wake optimizer and early stopping; in round 1, LoG blobs stand in for an
@@ -443,18 +449,12 @@ class Trainer:
                           self.real.fitted, thr, jax.random.fold_in(key, 0), polish.TRAIN_PIXELS)
     held = polish.pixels(m, read_held, self.real.held_out, thr, jax.random.fold_in(key, 1),
                          polish.HELD_PIXELS)
-    with _StopOnSigterm() as sigterm:
-      try:
-        params, rows = polish.fit(m, state.decoder_params, train, held,
-                                  jax.random.fold_in(key, 2),
-                                  steps=self.cfg.calibrate.polish_steps,
-                                  lr=self.cfg.calibrate.wake_lr, stop=lambda: sigterm.received)
-      except polish.Stopped:  # The sleep stage's end is saved: a resumed run polishes again.
-        self.ckpt.close()
-        self.log.write(step=int(state.step), event="sigterm", **self._where(state))
-        raise Preempted(f"SIGTERM: stopped during the decoder's polish after round {r}'s "
-                        f"sleep stage, which is saved in {self.ckpt.directory}; run the "
-                        f"same command again to resume") from None
+    params, rows = self._until_sigterm(
+        state, lambda stop: polish.fit(m, state.decoder_params, train, held,
+                                       jax.random.fold_in(key, 2),
+                                       steps=self.cfg.calibrate.polish_steps,
+                                       lr=self.cfg.calibrate.wake_lr, stop=stop),
+        polish.Stopped, f"the decoder's polish after round {r}; its sleep stage's end")
     for row in rows:
       self.rounds_log.write(event="polish", round=r, **row)
     best = min(row["held_out_rmse"] for row in rows)
