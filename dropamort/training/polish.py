@@ -137,3 +137,15 @@ def fit(model: ModelConfig, params, train: Pixels, held: Pixels, key, *, steps: 
       if since >= PATIENCE:
         break
   return best_params, rows
+
+
+def polish(model: ModelConfig, params, fitted, held, threshold: float, key, *, steps: int,
+           lr: float, stop: Callable[[], bool] = lambda: False):
+  """The polish of a calibration: ``fit`` on ``TRAIN_PIXELS`` pixels of the fitted images,
+  judged on ``HELD_PIXELS`` of the held-out ones; ``fitted`` and ``held`` are (images,
+  their reads at every level). Returns ``fit``'s (params, rows)."""
+  train = pixels(model, fitted[1], fitted[0], threshold, jax.random.fold_in(key, 0),
+                 TRAIN_PIXELS)
+  judge = pixels(model, held[1], held[0], threshold, jax.random.fold_in(key, 1), HELD_PIXELS)
+  return fit(model, params, train, judge, jax.random.fold_in(key, 2), steps=steps, lr=lr,
+             stop=stop)

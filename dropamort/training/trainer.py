@@ -445,15 +445,11 @@ class Trainer:
     m, thr, r = self.cfg.model, self.cfg.trainer.threshold, int(state.round)
     key = jax.random.fold_in(self.keys["polish"], r)
     self.say(f"round {r}: polishing the decoder on the point catalogs of the fitted images")
-    train = polish.pixels(m, self.real.read(self.posterior_fn, state.params, self.real.fitted),
-                          self.real.fitted, thr, jax.random.fold_in(key, 0), polish.TRAIN_PIXELS)
-    held = polish.pixels(m, read_held, self.real.held_out, thr, jax.random.fold_in(key, 1),
-                         polish.HELD_PIXELS)
+    fitted = (self.real.fitted, self.real.read(self.posterior_fn, state.params, self.real.fitted))
     params, rows = self._until_sigterm(
-        state, lambda stop: polish.fit(m, state.decoder_params, train, held,
-                                       jax.random.fold_in(key, 2),
-                                       steps=self.cfg.calibrate.polish_steps,
-                                       lr=self.cfg.calibrate.wake_lr, stop=stop),
+        state, lambda stop: polish.polish(
+            m, state.decoder_params, fitted, (self.real.held_out, read_held), thr, key,
+            steps=self.cfg.calibrate.polish_steps, lr=self.cfg.calibrate.wake_lr, stop=stop),
         polish.Stopped, f"the decoder's polish after round {r}; its sleep stage's end")
     for row in rows:
       self.rounds_log.write(event="polish", round=r, **row)
