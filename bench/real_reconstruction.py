@@ -14,6 +14,15 @@ For scale, the RMSE of each image against itself blurred (Gaussian, sigma 1, 2, 
 much of the image lies in detail finer than that. With --pictures: image,
 reconstruction and |residual| of a crop of the worst image. The last line is one JSON
 object.
+
+Two bounds on what a better model of the same kind could reach:
+- ``smooth_field_bound``: the RMSE left once the residual's part smoother than a Gaussian
+  of sigma 4, 8, 16 px is taken away, i.e. had the background been a free field at that
+  scale (the model's field has knots every ``model.background_knot`` px).
+- with labels (``labels.csv`` beside the images folder, or --labels; original px), the
+  labelled droplets (r >= 6 px, the scoring rule) the read misses: their discs' share of
+  the pixels and of the error, and the RMSE had they been reconstructed as well as the
+  discs of the labelled droplets it finds (``all_found_rmse``).
 """
 
 import argparse
@@ -25,6 +34,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
 from scipy.ndimage import gaussian_filter  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,10 +43,13 @@ from common import report  # noqa: E402
 
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
-from dropamort.data.real import load_real, split_holdout  # noqa: E402
+from dropamort.data.images import find_images  # noqa: E402
+from dropamort.data.real import holdout_indices, load_real, split_holdout  # noqa: E402
+from dropamort.metrics import LABEL_R_MIN, PRED_FACTOR, REAL_MIN_TOL, above, match  # noqa: E402
 from dropamort.pyramid import point_mask  # noqa: E402
 
 BLURS = (1.0, 2.0, 3.0)  # px
+SMOOTH = (4.0, 8.0, 16.0)  # px
 REGIONS = (("inside", 0.0, 0.8), ("edge", 0.8, 1.2), ("ring", 1.2, 2.0),
            ("background", 2.0, np.inf))
 
@@ -54,6 +68,56 @@ def nearest_d(shape, x, y, r) -> np.ndarray:
     yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
     np.minimum(d[y0:y1, x0:x1], np.hypot(xx - cx, yy - cy) / cr, out=d[y0:y1, x0:x1])
   return d
+
+
+def discs(shape, x, y, r) -> np.ndarray:
+  """Pixels whose centres lie inside any of the circles (x, y, r)."""
+  h, w = shape
+  mask = np.zeros((h, w), bool)
+  for cx, cy, cr in zip(x, y, r):
+    y0, y1 = max(0, int(cy - cr)), min(h, int(cy + cr) + 2)
+    x0, x1 = max(0, int(cx - cr)), min(w, int(cx + cr) + 2)
+    if y1 <= y0 or x1 <= x0:
+      continue
+    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
+    mask[y0:y1, x0:x1] |= np.hypot(xx - cx, yy - cy) <= cr
+  return mask
+
+
+def missed_and_found(truth: dict, table: dict, shape, scale: float):
+  """Masks (on the analysed grid, ``scale`` × original px) of the discs of the labelled
+  droplets (r >= 6 px) that ``table`` misses and finds, under the labelled-set rule
+  (``dropamort.metrics.labelled_scores``); ``truth`` and ``table`` in original px."""
+  t, p = above(truth, LABEL_R_MIN), above(table, PRED_FACTOR * LABEL_R_MIN)
+  i, _ = match(t, p, min_tol=REAL_MIN_TOL, rel_tol=0.5)
+  found = np.zeros(len(t["x"]), bool)
+  found[i] = True
+  disc = lambda keep: discs(shape, *(np.asarray(t[k])[keep] * scale for k in ("x", "y", "r")))
+  missed = disc(~found)
+  return missed, disc(found) & ~missed
+
+
+def held_truth(cfg, labels_path: str, n_images: int) -> list[dict] | None:
+  """The labels of the held-out images, original px with x from the ``data.columns`` cut;
+  None without a labels file, or when the held-out images are not whole images (one
+  image split by columns, or unreadable files skipped)."""
+  paths = find_images(cfg.data.real)
+  if not os.path.isfile(labels_path) or len(paths) < 2:
+    return None
+  held = holdout_indices(len(paths), cfg.calibrate.holdout)
+  if len(held) != n_images:
+    return None
+  labels = pd.read_csv(labels_path)
+  out = []
+  for i in held:
+    rows = labels[labels["image"] == os.path.basename(paths[i])]
+    with Image.open(paths[i]) as im:
+      width = im.size[0]
+    scaled = max(1, int(round(width * cfg.data.scale)))
+    x0 = int(round(cfg.data.columns[0] * scaled)) * width / scaled  # The cut, original px.
+    out.append({"x": rows["x"].to_numpy(float) - x0, "y": rows["y"].to_numpy(float),
+                "r": rows["r"].to_numpy(float)})
+  return out
 
 
 def picture(path, image, recon, rmse, name, size=320):
@@ -85,6 +149,9 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--checkpoint", required=True)
   ap.add_argument("--pictures", default=None, help="PNG path for the worst image's crop")
+  ap.add_argument("--labels", default=None,
+                  help="labels.csv (image, x, y, r; original px); default: beside the images "
+                       "folder, if there")
   args = ap.parse_args()
   reader = dropamort.load(args.checkpoint)
   cfg = reader.cfg
@@ -96,9 +163,16 @@ def main():
   _, held = split_holdout(load_real(cfg.data, cfg.model.channels, (crop, crop)),
                           cfg.calibrate.holdout, crop)
   options = InferConfig(scale=1.0, edge_map=False, samples=20, progress=False)
+  labels = args.labels or os.path.join(os.path.dirname(cfg.data.real.rstrip("/")), "labels.csv")
+  truth = held_truth(cfg, labels, len(held))
+  if args.labels and truth is None:
+    sys.exit(f"real_reconstruction: no labels of whole held-out images from {args.labels}")
+  s_ = cfg.data.scale
   sq = flat = n = 0.0
   regions = {name: [0.0, 0] for name, _, _ in REGIONS}
   per_image, worst, blurred = [], None, {b: 0.0 for b in BLURS}
+  smooth = {s: 0.0 for s in SMOOTH}
+  labelled = {"missed": [0.0, 0], "found": [0.0, 0]}
   for i, image in enumerate(held):
     result = reader.infer(image, options)  # Already at data.scale: analysed as it is.
     recon = reader.reconstruction(result, options.threshold)
@@ -111,6 +185,16 @@ def main():
       regions[name][0] += float(err[inside].sum())
       regions[name][1] += int(inside.sum())
     sq += float(err.sum())
+    for sigma in SMOOTH:
+      resid = recon - image
+      smooth[sigma] += float(((resid - gaussian_filter(resid, (sigma, sigma, 0))) ** 2).sum())
+    if truth is not None:  # The labelled-set rule scores the table: edge radii, original px.
+      table = reader.table(c, (1 / s_, 1 / s_), InferConfig(edge_map=True))
+      masks = missed_and_found(truth[i], {k: table[k].to_numpy() for k in ("x", "y", "r")},
+                               image.shape[:2], s_)
+      for name, mask in zip(("missed", "found"), masks):
+        labelled[name][0] += float(err[mask].sum())
+        labelled[name][1] += int(mask.sum())
     for b in BLURS:
       blur = gaussian_filter(image, (b, b, 0))
       blurred[b] += float(((blur - image) ** 2).sum())
@@ -124,13 +208,22 @@ def main():
     rmse, i, image, recon = worst
     picture(args.pictures, image, recon, rmse, f"held-out image {i}")
   c = cfg.model.channels
+  rms = lambda v, count: round(float(np.sqrt(v / max(count, 1))), 4)
+  extra = {}
+  if truth is not None:
+    (s_miss, k_miss), (s_found, k_found) = labelled["missed"], labelled["found"]
+    extra["labelled_droplets"] = {
+        "missed_pixel_share": round(k_miss / (n / c), 3), "missed_rmse": rms(s_miss, k_miss * c),
+        "missed_error_share": round(s_miss / sq, 3), "found_rmse": rms(s_found, k_found * c),
+        "all_found_rmse": rms(sq - s_miss + k_miss * s_found / max(k_found, 1), n)}
   report(checkpoint=args.checkpoint, images=len(held), real_rmse=round(float(np.sqrt(sq / n)), 4),
          flat_rmse=round(float(np.sqrt(flat / n)), 4), per_image_rmse=per_image,
          blurred_rmse={f"{b:g}px": round(float(np.sqrt(v / n)), 4) for b, v in blurred.items()},
          regions={name: {"pixel_share": round(k / (n / c), 3),
                          "rmse": round(float(np.sqrt(s / max(k * c, 1))), 4),
                          "error_share": round(s / sq, 3)}
-                  for name, (s, k) in regions.items()})
+                  for name, (s, k) in regions.items()},
+         smooth_field_bound={f"{sigma:g}px": rms(v, n) for sigma, v in smooth.items()}, **extra)
 
 
 if __name__ == "__main__":

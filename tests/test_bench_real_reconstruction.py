@@ -22,3 +22,42 @@ def test_nearest_normalized_distance_matches_brute_force():
   # Within 2 r of some droplet the nearest one is found; farther, inf.
   np.testing.assert_allclose(np.where(got < 2, got, np.inf), want, rtol=1e-12)
   assert (got[want == np.inf] >= 2).all()
+
+
+def test_missed_and_found_split_the_labelled_discs_by_the_scoring_rule():
+  from real_reconstruction import missed_and_found
+
+  # Labels in original px; the analysed grid is at scale 0.5. Label 0 is matched (centre
+  # within 0.5 r), label 1 is not (the prediction is 6 px off, tolerance 4 px), label 2 is
+  # below the 6 px scoring minimum and counts as neither.
+  truth = {"x": np.array([20.0, 60.0, 40.0]), "y": np.array([20.0, 20.0, 60.0]),
+           "r": np.array([10.0, 8.0, 4.0])}
+  table = {"x": np.array([22.0, 66.0]), "y": np.array([21.0, 20.0]), "r": np.array([9.0, 8.0])}
+  missed, found = missed_and_found(truth, table, (40, 40), 0.5)
+  yy, xx = np.mgrid[0:40, 0:40] + 0.5
+  np.testing.assert_array_equal(found, np.hypot(xx - 10, yy - 10) <= 5)
+  np.testing.assert_array_equal(missed, np.hypot(xx - 30, yy - 10) <= 4)
+
+
+def test_held_truth_takes_the_held_out_images_labels_into_the_cut_frame(tmp_path):
+  import pandas as pd
+  from PIL import Image
+
+  from dropamort.config import CalibrateConfig, DataConfig, TrainConfig
+  from real_reconstruction import held_truth
+
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for k in range(4):  # holdout 0.5: every 2nd image is held out (b.png, d.png).
+    Image.fromarray(np.zeros((30, 100, 3), np.uint8)).save(folder / f"{'abcd'[k]}.png")
+  pd.DataFrame({"image": ["b.png", "d.png", "a.png"], "x": [50.0, 70.0, 5.0],
+                "y": [10.0, 12.0, 3.0], "r": [7.0, 9.0, 6.0]}).to_csv(tmp_path / "labels.csv")
+  cfg = TrainConfig(data=DataConfig(real=str(folder), scale=0.5, columns=(0.2, 1.0)),
+                    calibrate=CalibrateConfig(holdout=0.5))
+  got = held_truth(cfg, str(tmp_path / "labels.csv"), 2)
+  # 100 px at scale 0.5 is 50 px; the cut starts at column 10 of those, 20 original px.
+  np.testing.assert_allclose(got[0]["x"], [30.0])
+  np.testing.assert_allclose(got[1]["x"], [50.0])
+  np.testing.assert_allclose(got[1]["r"], [9.0])
+  assert held_truth(cfg, str(tmp_path / "labels.csv"), 3) is None  # Not whole images.
+  assert held_truth(cfg, str(tmp_path / "missing.csv"), 2) is None
