@@ -174,5 +174,8 @@ class CatalogPosterior:
       table["cell_row"], table["cell_col"] = row[m], col[m]  # Internal: the droplet's cell.
       # The radius factor itself (internal: summaries draw radii from it).
       table["r_log_loc"], table["r_log_scale"] = a.logr_loc_BYX[b][m], a.logr_scale_BYX[b][m]
+      # The offsets' logit-normal factors (internal: ``Result.sample`` draws x and y).
+      table["offset_loc"] = a.offset_loc_BYX2[b][m]
+      table["offset_scale"] = a.offset_scale_BYX2[b][m]
       tables.append(table)
     return tables

@@ -17,7 +17,7 @@ from dropamort.data.images import resize
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import at_edge, droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
-from dropamort.inference.stats import draw, lab_summary
+from dropamort.inference.stats import catalogs, draw, lab_summary
 from dropamort.model.prior import IDENTITY_EDGE, edge_factor
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
                                point_mask, render_levels)
@@ -34,15 +34,22 @@ class Result:
   image: np.ndarray  # The analysed base image (after scaling).
   ratio_xy: tuple[float, float]  # Original / analysed size.
   draws: tuple  # (on_SN, radius_SN): the posterior samples the summary was computed from.
+  cell: int  # Catalog cell side (px of each level's image).
+  edge: tuple  # The edge map the table's radii went through (``DropletReader.edge``).
 
   @property
   def posterior(self) -> CatalogPosterior:
     """The base level's posterior (the whole catalog when the pyramid has one level)."""
     return self.levels[0].posterior
 
-  def sample(self, key, n: int):
-    """n posterior catalog samples of the base level (see ``CatalogPosterior.sample``)."""
-    return self.posterior.sample(key, n)
+  def sample(self, key, n: int) -> dict:
+    """n posterior samples of the whole catalog, every level's candidates, in the table's
+    frame: {"on": (n, N) bool, "x", "y", "r": (n, N) original px, "p": (N,)}. Radii at
+    the droplets' edges and scales widened as calibrated, so the samples' quantiles are
+    the table's intervals (``stats.catalogs``); drawn from the encoder's posterior, as the
+    summary is, also after refinement."""
+    return catalogs(key, self.candidates, n, cell=self.cell, ratio_xy=self.ratio_xy,
+                    edge=self.edge)
 
 
 class DropletReader:
@@ -129,7 +136,8 @@ class DropletReader:
                                          np.asarray(edge, float).round(4).tolist())),
                     "timings_s": {"single_pass": round(t_pass, 4)}})
     return Result(levels=levels, candidates=candidates, table=table, summary=summary,
-                  image=base, ratio_xy=ratio, draws=draws)
+                  image=base, ratio_xy=ratio, draws=draws, cell=self.cfg.model.cell,
+                  edge=tuple(np.asarray(edge, float)))
 
 
 def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float,

@@ -19,6 +19,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from dropamort.model.prior import edge_factor
+
 LEVEL_Q = (0.05, 0.5, 0.95)
 
 
@@ -32,6 +34,32 @@ def draw(key, candidates: dict, samples: int, ratio: float = 1.0):
   on = np.asarray(jax.random.uniform(k_on, (samples, p.size))) < p
   radius = np.exp(loc + scale * np.asarray(jax.random.normal(k_r, (samples, p.size))))
   return on, radius
+
+
+def catalogs(key, candidates: dict, samples: int, *, cell: int, ratio_xy=(1.0, 1.0),
+             edge=None) -> dict:
+  """Posterior catalog samples of the candidates (analysed px, every level's): each a
+  Bernoulli(p) droplet with its logit-normal offset in its cell and log-normal radius,
+  in the original image's pixels (``ratio_xy`` = original / analysed size), radii at the
+  droplets' edges when ``edge`` (``Prior.edge``) is given.
+
+  Returns:
+    {"on": (S, N) bool, "x", "y", "r": (S, N) px, "p": (N,)}.
+  """
+  p = np.asarray(candidates["p"], float)
+  k_on, k_xy, k_r = jax.random.split(key, 3)
+  on = np.asarray(jax.random.uniform(k_on, (samples, p.size))) < p
+  side = cell * 2.0 ** np.asarray(candidates["level"], float)  # Cell side, analysed px.
+  z = np.asarray(jax.random.normal(k_xy, (samples, p.size, 2)))
+  loc, scale = (np.asarray(candidates[k], float).reshape(-1, 2)
+                for k in ("offset_loc", "offset_scale"))
+  offset = 1 / (1 + np.exp(-(loc + scale * z)))
+  x = (np.asarray(candidates["cell_col"]) + offset[..., 0]) * side * ratio_xy[0]
+  y = (np.asarray(candidates["cell_row"]) + offset[..., 1]) * side * ratio_xy[1]
+  _, radius = draw(k_r, candidates, samples, float(np.sqrt(ratio_xy[0] * ratio_xy[1])))
+  if edge is not None:
+    radius = radius * edge_factor(radius, edge)
+  return {"on": on, "x": x, "y": y, "r": radius, "p": p}
 
 
 def per_sample(on_SN, radius_SN, *, area_px: float, pixel_size: float | None) -> dict:

@@ -14,6 +14,7 @@ from dropamort.inference.api import DropletReader
 from dropamort.metrics import detection_metrics
 from dropamort.model.catalog import to_table
 from dropamort.model.simulate import make_simulate
+from dropamort.pyramid import point_mask
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,27 @@ def test_the_edge_map_moves_reported_radii_in_original_pixels_and_not_the_render
       "median"]
   np.testing.assert_array_equal(mapped.reconstruction(after, 0.5),
                                 reader.reconstruction(before, 0.5))
+
+
+def test_samples_are_the_tables_posterior_in_its_frame(scene):
+  """``Result.sample`` draws every level's candidates in the table's frame: per droplet of
+  the table, the samples' 5% and 95% quantiles of x, y and r are the table's interval
+  (original px, radii through the edge map, scales widened) and its share of samples p."""
+  reader, clean, _, _ = scene
+  image = np.kron(clean.clip(0, 1), np.ones((2, 2, 1), np.float32))
+  predictor = copy.copy(reader.predictor)
+  predictor.prior = predictor.prior.replace(edge=np.float32((0.9, -1.5, 3.0)),
+                                            widen=np.float32((1.5, 2.0, 1.7)))
+  result = DropletReader(predictor).infer(image, InferConfig(scale=0.5, levels=2, samples=10,
+                                                             progress=False))
+  rows = point_mask(result.candidates, 0.5)
+  levels = np.asarray(result.candidates["level"])[rows]
+  assert (levels == 1).any() and (levels == 0).any()  # Both levels' frames are exercised.
+  s = result.sample(jax.random.key(0), 40000)
+  assert s["on"].shape == s["r"].shape == (40000, len(result.candidates["p"]))
+  for name in ("x", "y", "r"):
+    lo, hi = np.quantile(s[name][:, rows], [0.05, 0.95], axis=0)
+    t = result.table
+    np.testing.assert_allclose(lo, t[f"{name}_q05"], rtol=0.01, atol=0.01)
+    np.testing.assert_allclose(hi, t[f"{name}_q95"], rtol=0.01, atol=0.01)
+  np.testing.assert_allclose(s["on"].mean(0), result.candidates["p"], atol=0.01)
