@@ -33,6 +33,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Circle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -85,16 +86,22 @@ def discs(shape, x, y, r) -> np.ndarray:
 
 
 def missed_and_found(truth: dict, table: dict, shape, scale: float):
-  """Masks (on the analysed grid, ``scale`` × original px) of the discs of the labelled
-  droplets (r >= 6 px) that ``table`` misses and finds, under the labelled-set rule
-  (``dropamort.metrics.labelled_scores``); ``truth`` and ``table`` in original px."""
+  """The labelled droplets (r >= 6 px) that ``table`` misses, under the labelled-set rule
+  (``dropamort.metrics.labelled_scores``), and pixel masks of the discs of those it misses
+  and finds; ``truth`` and ``table`` in original px, the missed droplets and the masks on
+  the analysed grid (``scale`` × original px).
+
+  Returns:
+    (missed {"x", "y", "r"}, missed_mask, found_mask).
+  """
   t, p = above(truth, LABEL_R_MIN), above(table, PRED_FACTOR * LABEL_R_MIN)
   i, _ = match(t, p, min_tol=REAL_MIN_TOL, rel_tol=0.5)
   found = np.zeros(len(t["x"]), bool)
   found[i] = True
-  disc = lambda keep: discs(shape, *(np.asarray(t[k])[keep] * scale for k in ("x", "y", "r")))
-  missed = disc(~found)
-  return missed, disc(found) & ~missed
+  circles = lambda keep: {k: np.asarray(t[k])[keep] * scale for k in ("x", "y", "r")}
+  missed = circles(~found)
+  missed_mask = discs(shape, *missed.values())
+  return missed, missed_mask, discs(shape, *circles(found).values()) & ~missed_mask
 
 
 def held_truth(cfg, labels_path: str, n_images: int) -> list[dict] | None:
@@ -120,9 +127,10 @@ def held_truth(cfg, labels_path: str, n_images: int) -> list[dict] | None:
   return out
 
 
-def picture(path, image, recon, rmse, name, size=320):
+def picture(path, image, recon, rmse, name, missed=None, size=320):
   """Image, reconstruction and |residual| of the size × size crop with the largest
-  squared error (on a coarse grid of candidate crops)."""
+  squared error (on a coarse grid of candidate crops); the labelled droplets the read
+  missed (``missed``, analysed px) drawn dashed on the image and the residual."""
   h, w = image.shape[:2]
   size = min(size, h, w)
   err = ((recon - image) ** 2).sum(-1)
@@ -130,7 +138,7 @@ def picture(path, image, recon, rmse, name, size=320):
             for x in range(0, w - size + 1, size // 4)]
   y, x = max(starts, key=lambda s: err[s[0]:s[0] + size, s[1]:s[1] + size].sum())
   crop = (slice(y, y + size), slice(x, x + size))
-  fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
+  fig, axes = plt.subplots(1, 3, figsize=(15, 5.8))
   axes[0].imshow(image[crop], interpolation="nearest")
   axes[0].set_title(f"{name} (held out), crop at x {x}, y {y}", loc="left")
   axes[1].imshow(np.clip(recon[crop], 0, 1), interpolation="nearest")
@@ -138,6 +146,14 @@ def picture(path, image, recon, rmse, name, size=320):
   shown = axes[2].imshow(np.sqrt(err[crop] / image.shape[-1]), cmap="magma", vmin=0, vmax=0.4)
   axes[2].set_title("|residual| (RMS over channels)", loc="left")
   fig.colorbar(shown, ax=axes[2], fraction=0.046)
+  if missed is not None and len(missed["x"]):
+    for ax in (axes[0], axes[2]):
+      for cx, cy, cr in zip(missed["x"] - x - 0.5, missed["y"] - y - 0.5, missed["r"]):
+        ax.add_patch(Circle((cx, cy), cr, fill=False, ls="--", lw=1.2, color="cyan"))
+      ax.set_xlim(-0.5, size - 0.5)
+      ax.set_ylim(size - 0.5, -0.5)
+    axes[0].set_title(f"{name} (held out), crop at x {x}, y {y};\nlabelled droplets the read "
+                      "missed dashed", loc="left")
   for ax in axes:
     ax.set_axis_off()
   fig.tight_layout()
@@ -170,7 +186,7 @@ def main():
   s_ = cfg.data.scale
   sq = flat = n = 0.0
   regions = {name: [0.0, 0] for name, _, _ in REGIONS}
-  per_image, worst, blurred = [], None, {b: 0.0 for b in BLURS}
+  per_image, worst, blurred, missed = [], None, {b: 0.0 for b in BLURS}, None
   smooth = {s: 0.0 for s in SMOOTH}
   labelled = {"missed": [0.0, 0], "found": [0.0, 0]}
   for i, image in enumerate(held):
@@ -190,8 +206,8 @@ def main():
       smooth[sigma] += float(((resid - gaussian_filter(resid, (sigma, sigma, 0))) ** 2).sum())
     if truth is not None:  # The labelled-set rule scores the table: edge radii, original px.
       table = reader.table(c, (1 / s_, 1 / s_), InferConfig(edge_map=True))
-      masks = missed_and_found(truth[i], {k: table[k].to_numpy() for k in ("x", "y", "r")},
-                               image.shape[:2], s_)
+      missed, *masks = missed_and_found(
+          truth[i], {k: table[k].to_numpy() for k in ("x", "y", "r")}, image.shape[:2], s_)
       for name, mask in zip(("missed", "found"), masks):
         labelled[name][0] += float(err[mask].sum())
         labelled[name][1] += int(mask.sum())
@@ -203,10 +219,10 @@ def main():
     rmse = float(np.sqrt(err.mean() / image.shape[-1]))
     per_image.append(round(rmse, 4))
     if worst is None or rmse > worst[0]:
-      worst = (rmse, i, image, recon)
+      worst = (rmse, i, image, recon, missed)
   if args.pictures:
-    rmse, i, image, recon = worst
-    picture(args.pictures, image, recon, rmse, f"held-out image {i}")
+    rmse, i, image, recon, missed = worst
+    picture(args.pictures, image, recon, rmse, f"held-out image {i}", missed)
   c = cfg.model.channels
   rms = lambda v, count: round(float(np.sqrt(v / max(count, 1))), 4)
   extra = {}

@@ -33,7 +33,9 @@ def test_missed_and_found_split_the_labelled_discs_by_the_scoring_rule():
   truth = {"x": np.array([20.0, 60.0, 40.0]), "y": np.array([20.0, 20.0, 60.0]),
            "r": np.array([10.0, 8.0, 4.0])}
   table = {"x": np.array([22.0, 66.0]), "y": np.array([21.0, 20.0]), "r": np.array([9.0, 8.0])}
-  missed, found = missed_and_found(truth, table, (40, 40), 0.5)
+  circles, missed, found = missed_and_found(truth, table, (40, 40), 0.5)
+  for k, want in (("x", 30.0), ("y", 10.0), ("r", 4.0)):  # Label 1, analysed px.
+    np.testing.assert_allclose(circles[k], [want])
   yy, xx = np.mgrid[0:40, 0:40] + 0.5
   np.testing.assert_array_equal(found, np.hypot(xx - 10, yy - 10) <= 5)
   np.testing.assert_array_equal(missed, np.hypot(xx - 30, yy - 10) <= 4)
