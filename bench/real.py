@@ -9,13 +9,16 @@ the given overrides, resumable in --run-dir) unless --checkpoint is given, reads
 image with no hand-picked scale (the pyramid), and scores it and the classical peers
 (bench/peers.py; parameters tuned on the first --tune images by name) against
 ``labels.csv`` (image, x, y, r) under the labelled-set rule of dropamort.metrics
-(labels r >= 6 px, predictions r >= 4.2 px, match within max(2 px, 0.5 r)). Reports all
+(labels r >= 6 px, predictions r >= 4.2 px, match within max(2 px, 0.5 r); a set labelled
+down to another radius: --label-r-min, predictions then from 0.7 of it). Reports all
 images and the images outside the tuning subset, dropamort's reconstruction RMSE on the
-images the calibration held out of its wake fit, and pictures (overlay zooms of the best
-and worst images) in --out. The last line printed is one JSON object.
+images the calibration held out of its wake fit, dropamort's recall by labelled radius
+(octaves from the minimum), and pictures (overlay zooms of the best and worst images) in
+--out. The last line printed is one JSON object.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -31,7 +34,8 @@ import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import find_images, read_image  # noqa: E402
 from dropamort.data.real import holdout_indices  # noqa: E402
-from dropamort.metrics import false_by_radius, labelled_scores, match  # noqa: E402
+from dropamort.metrics import (PRED_FACTOR, REAL_MIN_TOL, false_by_radius,  # noqa: E402
+                               labelled_scores, match, recall_by_radius)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("precision", "recall", "f1", "radius_rel_err_median", "coverage_x", "coverage_y",
@@ -59,10 +63,16 @@ def calibrate(images_dir: str, run_dir: str, overrides: list[str]) -> str:
   return run_dir
 
 
-def scores(truth: dict, preds: dict, names: list[str]) -> dict:
-  s = labelled_scores([truth[n] for n in names], [preds[n] for n in names])
+def scores(truth: dict, preds: dict, names: list[str], rule) -> dict:
+  s = rule([truth[n] for n in names], [preds[n] for n in names])
   return {k: (None if not np.isfinite(s.get(k, np.nan)) else round(float(s[k]), 4))
           for k in KEYS if k in s}
+
+
+def bin_names(edges: list[float]) -> list[str]:
+  """"lo-hi" per bin [edges[k], edges[k + 1]), "lo+" for the last (open) one."""
+  return [f"{lo:g}+" if k + 1 == len(edges) else f"{lo:g}-{edges[k + 1]:g}"
+          for k, lo in enumerate(edges)]
 
 
 def read_dropamort(reader, images: dict, held_out: set):
@@ -83,9 +93,9 @@ def read_dropamort(reader, images: dict, held_out: set):
   return tables, rmse(sq), rmse(flat)
 
 
-def pictures(out: str, images: dict, truth: dict, tables: dict) -> list[str]:
+def pictures(out: str, images: dict, truth: dict, tables: dict, r_min: float) -> list[str]:
   """Overlay zooms (labels green, dropamort red; unmatched thicker) of the images where
-  dropamort scores best and worst."""
+  dropamort scores best and worst, under the labelled-set rule from ``r_min``."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -94,16 +104,17 @@ def pictures(out: str, images: dict, truth: dict, tables: dict) -> list[str]:
   from dropamort.figures import draw_catalog, save_figure
   from dropamort.metrics import above
 
-  f1 = {n: labelled_scores([truth[n]], [tables[n]])["f1"] for n in images}
+  f1 = {n: labelled_scores([truth[n]], [tables[n]], label_r_min=r_min)["f1"] for n in images}
   ranked = sorted((v, n) for n, v in f1.items() if np.isfinite(v))
   written = []
   for tag, (_, name) in (("worst", ranked[0]), ("best", ranked[-1])):
-    image, t, p = images[name], above(truth[name], 6.0), above(tables[name], 4.2)
+    image = images[name]
+    t, p = above(truth[name], r_min), above(tables[name], PRED_FACTOR * r_min)
     h, w = image.shape[:2]
     y0, x0 = h // 4, w // 4
     zoom = (slice(y0, y0 + h // 2), slice(x0, x0 + w // 2))
     shift = lambda tab: {"x": tab["x"] - x0, "y": tab["y"] - y0, "r": tab["r"]}
-    i, j = match(t, p, min_tol=2.0)
+    i, j = match(t, p, min_tol=REAL_MIN_TOL, rel_tol=0.5)
     miss = np.setdiff1d(np.arange(len(t["x"])), i)
     false = np.setdiff1d(np.arange(len(p["x"])), j)
     sub = lambda tab, k: {c: np.asarray(tab[c])[k] for c in ("x", "y", "r")}
@@ -134,6 +145,8 @@ def main():
   ap.add_argument("--out", default=None, help="folder for the pictures")
   ap.add_argument("--tune", type=int, default=5, help="peers tune on the first N images")
   ap.add_argument("--peers", nargs="*", default=list(peers.PEERS))
+  ap.add_argument("--label-r-min", type=float, default=6.0,
+                  help="labels below this radius (original px) are not scored (default 6)")
   ap.add_argument("overrides", nargs="*", help="train.py overrides for the calibration")
   args = ap.parse_args()
   folder = args.images.rstrip("/")
@@ -156,20 +169,29 @@ def main():
   held = {os.path.basename(paths[i])
           for i in holdout_indices(len(paths), reader.cfg.calibrate.holdout)}
   tables, rmse, flat = read_dropamort(reader, images, held)
-  edges = [4.2, 6.0, 8.0, 12.0, 24.0]
-  false = false_by_radius([truth[n] for n in names], [tables[n] for n in names], edges)
-  out = {"dropamort": {**scores(truth, tables, names), "rest": scores(truth, tables, rest),
-                       "false_by_read_radius": {f"{lo:g}+" if k + 1 == len(edges) else
-                                                f"{lo:g}-{edges[k + 1]:g}": n
-                                                for k, (lo, n) in enumerate(zip(edges, false))},
+  r_min = args.label_r_min
+  rule = functools.partial(labelled_scores, label_r_min=r_min)
+  edges = [PRED_FACTOR * r_min, r_min, 4 / 3 * r_min, 2 * r_min, 4 * r_min]
+  false = false_by_radius([truth[n] for n in names], [tables[n] for n in names], edges,
+                          label_r_min=r_min)
+  octaves = [r_min * 2**k for k in range(5)]
+  recall = recall_by_radius([truth[n] for n in names], [tables[n] for n in names], octaves,
+                            label_r_min=r_min)
+  out = {"dropamort": {**scores(truth, tables, names, rule),
+                       "rest": scores(truth, tables, rest, rule),
+                       "false_by_read_radius": dict(zip(bin_names(edges), false)),
+                       "recall_by_label_radius": {
+                           name: {**b, "recall": None if b["recall"] is None else
+                                  round(b["recall"], 4)}
+                           for name, b in zip(bin_names(octaves), recall)},
                        "reconstruction_rmse_held_out": rmse, "flat_colour_rmse_held_out": flat,
                        "seconds": round(time.perf_counter() - t0, 1)}}
   for name in args.peers:
     t1 = time.perf_counter()
     params, _ = peers.tune(name, [images[n] for n in tuning], [truth[n] for n in tuning],
-                           lambda t, p: labelled_scores(t, p))
+                           rule)
     preds = {n: peers.detect(name, images[n], params) for n in names}
-    out[name] = {**scores(truth, preds, names), "rest": scores(truth, preds, rest),
+    out[name] = {**scores(truth, preds, names, rule), "rest": scores(truth, preds, rest, rule),
                  "params": params, "seconds": round(time.perf_counter() - t1, 1)}
   best_peer = max((out[n]["f1"] or 0.0) for n in args.peers) if args.peers else None
   out["summary"] = {"images": len(names), "tuning_images": tuning,
@@ -178,7 +200,7 @@ def main():
                     is None else round(out["dropamort"]["f1"] - best_peer, 4)}
   if args.out:
     os.makedirs(args.out, exist_ok=True)
-    out["summary"]["pictures"] = pictures(args.out, images, truth, tables)
+    out["summary"]["pictures"] = pictures(args.out, images, truth, tables, r_min)
   report(**out)
 
 

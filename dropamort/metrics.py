@@ -131,16 +131,42 @@ def labelled_scores(true_tables, pred_tables, *, label_r_min: float = LABEL_R_MI
                            min_tol=min_tol, rel_tol=0.5)
 
 
+def _labelled_pairs(true_tables, pred_tables, label_r_min: float, pred_factor: float,
+                    min_tol: float):
+  """Per image, the scored labels and predictions under the labelled-real-set rule and
+  their matches: (true, pred, i_true, j_pred)."""
+  for t, p in zip(true_tables, pred_tables):
+    t, p = above(t, label_r_min), above(p, pred_factor * label_r_min)
+    yield (t, p, *match(t, p, min_tol=min_tol, rel_tol=0.5))
+
+
+def _bin_counts(r, edges) -> np.ndarray:
+  """How many of ``r`` fall in each bin [edges[k], edges[k + 1]) (the last open above)."""
+  k = np.searchsorted(np.asarray(edges), np.asarray(r), side="right") - 1
+  return np.bincount(k[k >= 0], minlength=len(edges))[:len(edges)]
+
+
 def false_by_radius(true_tables, pred_tables, edges, *, label_r_min: float = LABEL_R_MIN,
                     pred_factor: float = PRED_FACTOR, min_tol: float = REAL_MIN_TOL) -> list:
   """Under the labelled-real-set rule (as ``labelled_scores`` matches): how many scored
   predictions match no label, per bin [edges[k], edges[k + 1]) of their own radius (the
   last bin is open above)."""
   counts = np.zeros(len(edges), int)
-  for t, p in zip(true_tables, pred_tables):
-    t, p = above(t, label_r_min), above(p, pred_factor * label_r_min)
-    _, j = match(t, p, min_tol=min_tol, rel_tol=0.5)
-    r = np.delete(np.asarray(p["r"]), j)
-    k = np.searchsorted(np.asarray(edges), r, side="right") - 1
-    counts += np.bincount(k[k >= 0], minlength=len(edges))[:len(edges)]
+  for _, p, _, j in _labelled_pairs(true_tables, pred_tables, label_r_min, pred_factor,
+                                    min_tol):
+    counts += _bin_counts(np.delete(np.asarray(p["r"]), j), edges)
   return counts.tolist()
+
+
+def recall_by_radius(true_tables, pred_tables, edges, *, label_r_min: float = LABEL_R_MIN,
+                     pred_factor: float = PRED_FACTOR, min_tol: float = REAL_MIN_TOL) -> list:
+  """Under the labelled-real-set rule (as ``labelled_scores`` matches): per bin
+  [edges[k], edges[k + 1]) of the labels' radius (the last open above), the labels, how
+  many of them are matched, and that share (None for an empty bin)."""
+  labels, found = np.zeros(len(edges), int), np.zeros(len(edges), int)
+  for t, _, i, _ in _labelled_pairs(true_tables, pred_tables, label_r_min, pred_factor,
+                                    min_tol):
+    labels += _bin_counts(t["r"], edges)
+    found += _bin_counts(np.asarray(t["r"])[i], edges)
+  return [{"labels": int(n), "found": int(f), "recall": None if n == 0 else f / n}
+          for n, f in zip(labels, found)]

@@ -39,5 +39,10 @@ def test_bench_real_scores_dropamort_and_a_peer_on_two_images(tmp_path):
   assert out["summary"]["held_out_images"] == ["DSC_0382.jpg"]
   assert 0 < out["dropamort"]["reconstruction_rmse_held_out"] < 1
   assert out["summary"]["tuning_images"] == ["DSC_0003.jpg"]
+  # Recall by labelled radius (octaves from 6 px) adds up to the recall over all labels.
+  bins = out["dropamort"]["recall_by_label_radius"]
+  assert list(bins) == ["6-12", "12-24", "24-48", "48-96", "96+"]
+  found, labels = (sum(b[k] for b in bins.values()) for k in ("found", "labels"))
+  assert labels > 0 and abs(found / labels - out["dropamort"]["recall"]) < 1e-3
   assert sorted(os.listdir(tmp_path / "pictures")) == ["real_best.png", "real_worst.png"]
   assert (tmp_path / "run" / "checkpoints" / "calibrated").is_dir()

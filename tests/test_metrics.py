@@ -1,6 +1,6 @@
 import numpy as np
 
-from dropamort.metrics import detection_metrics, false_by_radius, match
+from dropamort.metrics import detection_metrics, false_by_radius, match, recall_by_radius
 
 
 def table(xy, r=None, comp=None):
@@ -73,3 +73,20 @@ def test_false_predictions_are_counted_by_their_radius_under_the_labelled_rule()
                r=[9, 5, 3, 7, 30])
   assert false_by_radius([true], [pred], [4.2, 6, 8, 12]) == [1, 1, 0, 1]
   assert false_by_radius([true, true], [pred, pred], [4.2, 6]) == [2, 4]
+
+
+def test_recall_is_counted_by_the_labels_radius_under_the_labelled_rule():
+  """By hand: labels of r 10 and 40 are found (centres within 0.5 r), the one of r 30 is
+  not (16 px off, tolerance 15), r 20 has no prediction near, r 5 is below 6 px and not
+  scored; a found label counts once however many predictions lie near it."""
+  true = table([[100, 100], [300, 300], [500, 500], [700, 700], [900, 900]],
+               r=[10, 40, 30, 20, 5])
+  pred = table([[101, 100], [102, 100], [310, 310], [516, 500], [900, 900]],
+               r=[9, 9, 35, 30, 5])
+  got = recall_by_radius([true], [pred], [6, 12, 24, 48])
+  assert got == [{"labels": 1, "found": 1, "recall": 1.0},
+                 {"labels": 1, "found": 0, "recall": 0.0},
+                 {"labels": 2, "found": 1, "recall": 0.5},
+                 {"labels": 0, "found": 0, "recall": None}]
+  two = recall_by_radius([true, true], [pred, table([[700, 700]], r=[18])], [6, 24])
+  assert [b["found"] for b in two] == [1 + 1, 1 + 0] and [b["labels"] for b in two] == [4, 4]
