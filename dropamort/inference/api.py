@@ -131,7 +131,7 @@ class DropletReader:
     summary.update({"image_size": [h0, w0], "analysed_size": [h, w],
                     "scale": self.base_scale(options), "scale_chosen": options.scale is None,
                     "threshold": options.threshold,
-                    "scales": scales_summary(levels, candidates, options.threshold, rr),
+                    "scales": scales_summary(levels, candidates, options.threshold, rr, edge),
                     "edge_map": dict(zip(("a", "b_px", "r0_px"),
                                          np.asarray(edge, float).round(4).tolist())),
                     "timings_s": {"single_pass": round(t_pass, 4)}})
@@ -141,17 +141,20 @@ class DropletReader:
 
 
 def scales_summary(levels: list[LevelResult], candidates: dict, threshold: float,
-                   ratio: float) -> list[dict]:
-  """Per level: its scale (its size / the original image's size), the radius band it read
-  (original pixels) and how many droplets (p > threshold) it contributed; ``ratio`` is
-  original size / base level size; the coarsest level's band is open above (None)."""
+                   ratio: float, edge=IDENTITY_EDGE) -> list[dict]:
+  """Per level: its scale (its size / the original image's size), the band of radii it
+  read (original pixels; through the ``edge`` map, as the table's radii are) and how many
+  droplets (p > threshold) it contributed; ``ratio`` is original size / base level size;
+  the coarsest level's band is open above (None)."""
+  to_edge = lambda v: float(v * edge_factor(v, edge)) if v > 0 else 0.0  # Increasing map.
   out = []
   for lr in levels:
     lo, hi = lr.level.keep
     f = lr.level.factor
     n = int(np.sum((candidates["level"] == lr.level.index) & point_mask(candidates, threshold)))
-    top = None if math.isinf(hi) else hi * f * ratio  # JSON has no infinity: open band.
-    out.append({"scale": 1 / (f * ratio), "radius_px": [lo * f * ratio, top], "droplets": n})
+    top = None if math.isinf(hi) else to_edge(hi * f * ratio)  # JSON has no infinity.
+    out.append({"scale": 1 / (f * ratio), "radius_px": [to_edge(lo * f * ratio), top],
+                "droplets": n})
   return out
 
 

@@ -102,6 +102,11 @@ def test_the_edge_map_moves_reported_radii_in_original_pixels_and_not_the_render
   unmapped = mapped.infer(image, dataclasses.replace(options, edge_map=False))
   np.testing.assert_array_equal(unmapped.table["r"], before.table["r"])
   assert after.summary["edge_map"] == {"a": 0.9, "b_px": -1.5, "r0_px": 3.0}
+  for mine, read in zip(after.summary["scales"], before.summary["scales"]):  # Level bands.
+    lo, hi = read["radius_px"]
+    np.testing.assert_allclose(mine["radius_px"][0], to_edge(lo) if lo > 0 else 0.0)
+    assert (hi is None and mine["radius_px"][1] is None) or np.isclose(
+        mine["radius_px"][1], to_edge(hi))
   assert after.summary["radius_px"]["D50"]["median"] < before.summary["radius_px"]["D50"][
       "median"]
   np.testing.assert_array_equal(mapped.reconstruction(after, 0.5),
