@@ -33,7 +33,7 @@ import peers  # noqa: E402
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import find_images, read_image  # noqa: E402
-from dropamort.data.real import holdout_indices  # noqa: E402
+from dropamort.data.real import held_out_paths  # noqa: E402
 from dropamort.metrics import (PRED_FACTOR, REAL_MIN_TOL, false_by_radius,  # noqa: E402
                                labelled_scores, match, recall_by_radius)
 
@@ -166,8 +166,8 @@ def main():
   run = args.checkpoint or calibrate(image_dir, args.run_dir, args.overrides)
   reader = dropamort.load(run)
   # The images the calibration held out of its wake fit (data.real.split_holdout).
-  held = {os.path.basename(paths[i])
-          for i in holdout_indices(len(paths), reader.cfg.calibrate.holdout)}
+  held = {os.path.basename(p) for p in held_out_paths(reader.cfg.data,
+                                                      reader.cfg.calibrate.holdout)}
   tables, rmse, flat = read_dropamort(reader, images, held)
   r_min = args.label_r_min
   rule = functools.partial(labelled_scores, label_r_min=r_min)

@@ -44,8 +44,7 @@ from common import report  # noqa: E402
 
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
-from dropamort.data.images import find_images  # noqa: E402
-from dropamort.data.real import holdout_indices, load_real, split_holdout  # noqa: E402
+from dropamort.data.real import held_out_paths, load_real, split_holdout  # noqa: E402
 from dropamort.metrics import LABEL_R_MIN, PRED_FACTOR, REAL_MIN_TOL, above, match  # noqa: E402
 from dropamort.pyramid import point_mask  # noqa: E402
 
@@ -108,17 +107,14 @@ def held_truth(cfg, labels_path: str, n_images: int) -> list[dict] | None:
   """The labels of the held-out images, original px with x from the ``data.columns`` cut;
   None without a labels file, or when the held-out images are not whole images (one
   image split by columns, or unreadable files skipped)."""
-  paths = find_images(cfg.data.real)
-  if not os.path.isfile(labels_path) or len(paths) < 2:
-    return None
-  held = holdout_indices(len(paths), cfg.calibrate.holdout)
-  if len(held) != n_images:
+  held = held_out_paths(cfg.data, cfg.calibrate.holdout)
+  if not os.path.isfile(labels_path) or not held or len(held) != n_images:
     return None
   labels = pd.read_csv(labels_path)
   out = []
-  for i in held:
-    rows = labels[labels["image"] == os.path.basename(paths[i])]
-    with Image.open(paths[i]) as im:
+  for path in held:
+    rows = labels[labels["image"] == os.path.basename(path)]
+    with Image.open(path) as im:
       width = im.size[0]
     scaled = max(1, int(round(width * cfg.data.scale)))
     x0 = int(round(cfg.data.columns[0] * scaled)) * width / scaled  # The cut, original px.

@@ -198,9 +198,14 @@ class DataConfig:
   real: str | None = None  # A folder, a glob or one image.
   scale: float = 1.0  # Resize factor applied when the images are read.
   columns: tuple[float, float] = (0.0, 1.0)  # Use only this fraction range of each width.
+  # Calibrate on at most this many of the images, evenly spaced by name (null: all). Each
+  # round reads every calibration image at every scale, and all are held in memory.
+  max_images: int | None = 48
 
   def __post_init__(self):
     self.columns = tuple(self.columns)
+    _check(self.max_images is None or self.max_images >= 1, "data.max_images",
+           ">= 1 or null (all)", self.max_images)
     _check(self.scale > 0, "data.scale", "> 0", self.scale)
     _check(len(self.columns) == 2 and 0 <= self.columns[0] < self.columns[1] <= 1,
            "data.columns", "[start, end] with 0 <= start < end <= 1", self.columns)

@@ -11,14 +11,32 @@ from dropamort.config import DataConfig
 from dropamort.data.images import ImageError, find_images, read_image, resize
 
 
+def calibration_paths(cfg: DataConfig) -> list[str]:
+  """The image files calibration reads: those of ``cfg.real`` (sorted by name), or when
+  there are more than ``cfg.max_images``, that many evenly spaced among them (the first
+  and the last included)."""
+  paths = find_images(cfg.real)
+  n, m = len(paths), cfg.max_images
+  if m is None or n <= m:
+    return paths
+  return [paths[0]] if m == 1 else [paths[round(i * (n - 1) / (m - 1))] for i in range(m)]
+
+
+def held_out_paths(cfg: DataConfig, holdout: float) -> list[str]:
+  """The calibration images held out of the wake fit (``split_holdout``; none when a
+  single image is split by columns instead)."""
+  paths = calibration_paths(cfg)
+  return [paths[i] for i in holdout_indices(len(paths), holdout)] if len(paths) >= 2 else []
+
+
 def load_real(cfg: DataConfig, channels: int, min_size: tuple[int, int]) -> list[np.ndarray]:
-  """The real images, scaled and cut to ``cfg.columns``.
+  """The calibration images (``calibration_paths``), scaled and cut to ``cfg.columns``.
 
   Raises:
     ImageError: no readable image, mixed channel counts, or an image smaller than
       ``min_size`` (the training crop) after scaling.
   """
-  paths = find_images(cfg.real)
+  paths = calibration_paths(cfg)
   images, errors, raw_channels = [], [], set()
   for path in paths:
     try:

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 
 from dropamort.config import CalibrateConfig, DataConfig, ModelConfig
-from dropamort.data.real import load_real, split_holdout
+from dropamort.data.images import find_images
+from dropamort.data.real import calibration_paths, load_real, split_holdout
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.training.misfit import bootstrap_widen
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
@@ -50,6 +51,11 @@ class RealImages:
   def __init__(self, data: DataConfig, model: ModelConfig, calibrate: CalibrateConfig):
     crop = calibrate.wake_crop
     images = load_real(data, model.channels, (crop, crop))
+    n_all, n_used = len(find_images(data.real)), len(calibration_paths(data))
+    # What to tell the user about the choice of images (None: all of them).
+    self.note = None if n_used == n_all else (
+        f"calibrating on {n_used} of the {n_all} images in {data.real}, evenly spaced by "
+        f"name (data.max_images={data.max_images}; null for all)")
     self.fitted, self.held_out = split_holdout(images, calibrate.holdout, crop)
     self.model = model
     self.levels = lambda im: plan_levels(*im.shape[:2], model)

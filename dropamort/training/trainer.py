@@ -108,6 +108,8 @@ class Trainer:
         images=t.val_images, seed=t.val_seed, data_dir=os.path.join(self.run_dir, "val_data"))
     self.real = RealImages(cfg.data, m, cfg.calibrate) if rounds(cfg) else None
     if self.real is not None:
+      if self.real.note:
+        self.say(self.real.note)
       size, samples = cfg.calibrate.wake_crop // m.cell, cfg.calibrate.wake_samples
       self.wake_step = make_wake_step(m, self.wake_tx, size=size, samples=samples,
                                       sharp_edge=cfg.calibrate.outline)

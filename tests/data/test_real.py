@@ -4,7 +4,8 @@ from PIL import Image
 
 from dropamort.config import DataConfig
 from dropamort.data.images import ImageError
-from dropamort.data.real import crop_positions, load_real, split_holdout
+from dropamort.data.real import (crop_positions, held_out_paths, load_real,
+                                 split_holdout)
 
 
 def save(path, shape, value=100):
@@ -17,6 +18,25 @@ def test_reads_scales_and_cuts_columns(tmp_path):
                         (32, 24))
   assert images.shape == (40, 30, 3)
   np.testing.assert_allclose(images, 100 / 255, atol=1e-6)
+
+
+def test_at_most_max_images_are_read_evenly_spaced_by_name(tmp_path):
+  """Seven images (values 0-6) and max_images=4: the 1st, 3rd, 5th and 7th by name,
+  i.e. round(i · 6 / 3); held out (every 5th of those, at least one): the last. All
+  seven when the cap is null or not reached."""
+  for i in range(7):
+    save(tmp_path / f"im{i}.png", (8, 8, 3), value=10 * i)
+  cfg = DataConfig(real=str(tmp_path), max_images=4)
+  images = load_real(cfg, 3, (4, 4))
+  assert [round(float(im[0, 0, 0]) * 255) for im in images] == [0, 20, 40, 60]
+  assert [p.rsplit("/", 1)[-1] for p in held_out_paths(cfg, 0.2)] == ["im6.png"]
+  assert len(load_real(DataConfig(real=str(tmp_path), max_images=None), 3, (4, 4))) == 7
+  assert len(load_real(DataConfig(real=str(tmp_path), max_images=7), 3, (4, 4))) == 7
+  (one,) = load_real(DataConfig(real=str(tmp_path), max_images=1), 3, (4, 4))
+  assert round(float(one[0, 0, 0]) * 255) == 0
+  assert held_out_paths(DataConfig(real=str(tmp_path), max_images=1), 0.2) == []
+  with pytest.raises(ValueError, match="data.max_images"):
+    DataConfig(real=str(tmp_path), max_images=0)
 
 
 def test_holdout_split_is_by_image_or_by_columns():
