@@ -18,6 +18,7 @@ images the calibration held out of its wake fit, dropamort's recall by labelled 
 """
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -165,9 +166,13 @@ def main():
   t0 = time.perf_counter()
   run = args.checkpoint or calibrate(image_dir, args.run_dir, args.overrides)
   reader = dropamort.load(run)
-  # The images the calibration held out of its wake fit (data.real.split_holdout).
-  held = {os.path.basename(p) for p in held_out_paths(reader.cfg.data,
-                                                      reader.cfg.calibrate.holdout)}
+  # The images the calibration held out of its wake fit (data.real.split_holdout), as its
+  # own data config chose them; a model calibrated elsewhere (or on simulations only) is
+  # judged on the images this folder's split would hold out.
+  data = reader.cfg.data
+  if data.real is None or not os.path.exists(data.real):
+    data = dataclasses.replace(data, real=image_dir)
+  held = {os.path.basename(p) for p in held_out_paths(data, reader.cfg.calibrate.holdout)}
   tables, rmse, flat = read_dropamort(reader, images, held)
   r_min = args.label_r_min
   rule = functools.partial(labelled_scores, label_r_min=r_min)

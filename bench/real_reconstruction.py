@@ -15,14 +15,16 @@ much of the image lies in detail finer than that. With --pictures: image,
 reconstruction and |residual| of a crop of the worst image. The last line is one JSON
 object.
 
-Two bounds on what a better model of the same kind could reach:
-- ``smooth_field_bound``: the RMSE left once the residual's part smoother than a Gaussian
-  of sigma 4, 8, 16 px is taken away, i.e. had the background been a free field at that
-  scale (the model's field has knots every ``model.background_knot`` px).
+Two estimates of what a better model of the same kind could reach (estimates, not strict
+bounds):
+- ``smooth_field_rmse``: the RMSE left once the residual's part smoother than a Gaussian
+  of sigma 4, 8, 16 px is added to the reconstruction, roughly what a background free to
+  follow the image at that scale would leave (the model's field has knots every
+  ``model.background_knot`` px).
 - with labels (``labels.csv`` beside the images folder, or --labels; original px), the
-  labelled droplets (r >= 6 px, the scoring rule) the read misses: their discs' share of
-  the pixels and of the error, and the RMSE had they been reconstructed as well as the
-  discs of the labelled droplets it finds (``all_found_rmse``).
+  labelled droplets (r >= --label-r-min px, the scoring rule) the read misses: their
+  discs' share of the pixels and of the error, and the RMSE had they been reconstructed
+  as well as the discs of the labelled droplets it finds, on average (``all_found_rmse``).
 """
 
 import argparse
@@ -36,7 +38,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
 from scipy.ndimage import gaussian_filter  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,8 @@ from common import report  # noqa: E402
 
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402
-from dropamort.data.real import held_out_paths, load_real, split_holdout  # noqa: E402
+from dropamort.data.images import read_image  # noqa: E402
+from dropamort.data.real import holdout_indices, read_real, split_holdout  # noqa: E402
 from dropamort.metrics import LABEL_R_MIN, PRED_FACTOR, REAL_MIN_TOL, above, match  # noqa: E402
 from dropamort.pyramid import point_mask  # noqa: E402
 
@@ -84,8 +86,9 @@ def discs(shape, x, y, r) -> np.ndarray:
   return mask
 
 
-def missed_and_found(truth: dict, table: dict, shape, scale: float):
-  """The labelled droplets (r >= 6 px) that ``table`` misses, under the labelled-set rule
+def missed_and_found(truth: dict, table: dict, shape, scale: float,
+                     r_min: float = LABEL_R_MIN):
+  """The labelled droplets (r >= ``r_min`` px) that ``table`` misses, under the labelled-set rule
   (``dropamort.metrics.labelled_scores``), and pixel masks of the discs of those it misses
   and finds; ``truth`` and ``table`` in original px, the missed droplets and the masks on
   the analysed grid (``scale`` × original px).
@@ -93,7 +96,7 @@ def missed_and_found(truth: dict, table: dict, shape, scale: float):
   Returns:
     (missed {"x", "y", "r"}, missed_mask, found_mask).
   """
-  t, p = above(truth, LABEL_R_MIN), above(table, PRED_FACTOR * LABEL_R_MIN)
+  t, p = above(truth, r_min), above(table, PRED_FACTOR * r_min)
   i, _ = match(t, p, min_tol=REAL_MIN_TOL, rel_tol=0.5)
   found = np.zeros(len(t["x"]), bool)
   found[i] = True
@@ -103,23 +106,23 @@ def missed_and_found(truth: dict, table: dict, shape, scale: float):
   return missed, missed_mask, discs(shape, *circles(found).values()) & ~missed_mask
 
 
-def held_truth(cfg, labels_path: str, n_images: int) -> list[dict] | None:
-  """The labels of the held-out images, original px with x from the ``data.columns`` cut;
-  None without a labels file, or when the held-out images are not whole images (one
-  image split by columns, or unreadable files skipped)."""
-  held = held_out_paths(cfg.data, cfg.calibrate.holdout)
-  if not os.path.isfile(labels_path) or not held or len(held) != n_images:
+def held_truth(cfg, labels_path: str, held: list[tuple[str, np.ndarray]]):
+  """The labels of the held-out images (``held``: path, image as calibration read it), in
+  original px with x from the ``data.columns`` cut, only those centred inside the cut;
+  None without a labels file, or when the held-out images are not whole images (one image
+  split by columns)."""
+  if not os.path.isfile(labels_path) or len(held) < 1 or held[0][0] is None:
     return None
   labels = pd.read_csv(labels_path)
+  s = cfg.data.scale
   out = []
-  for path in held:
+  for path, image in held:
     rows = labels[labels["image"] == os.path.basename(path)]
-    with Image.open(path) as im:
-      width = im.size[0]
-    scaled = max(1, int(round(width * cfg.data.scale)))
-    x0 = int(round(cfg.data.columns[0] * scaled)) * width / scaled  # The cut, original px.
-    out.append({"x": rows["x"].to_numpy(float) - x0, "y": rows["y"].to_numpy(float),
-                "r": rows["r"].to_numpy(float)})
+    width = read_image(path, cfg.model.channels)[0].shape[1]  # As calibration read it.
+    x0 = int(round(cfg.data.columns[0] * max(1, int(round(width * s))))) / s  # Original px.
+    x, y = rows["x"].to_numpy(float) - x0, rows["y"].to_numpy(float)
+    inside = (x >= 0) & (x < image.shape[1] / s) & (y >= 0) & (y < image.shape[0] / s)
+    out.append({"x": x[inside], "y": y[inside], "r": rows["r"].to_numpy(float)[inside]})
   return out
 
 
@@ -161,6 +164,8 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--checkpoint", required=True)
   ap.add_argument("--pictures", default=None, help="PNG path for the worst image's crop")
+  ap.add_argument("--label-r-min", type=float, default=LABEL_R_MIN,
+                  help="labels below this radius (original px) are not scored (default 6)")
   ap.add_argument("--labels", default=None,
                   help="labels.csv (image, x, y, r; original px); default: beside the images "
                        "folder, if there")
@@ -172,11 +177,13 @@ def main():
   if not os.path.exists(cfg.data.real):
     sys.exit(f"real_reconstruction: its calibration images {cfg.data.real} are not here")
   crop = cfg.calibrate.wake_crop
-  _, held = split_holdout(load_real(cfg.data, cfg.model.channels, (crop, crop)),
-                          cfg.calibrate.holdout, crop)
+  read = read_real(cfg.data, cfg.model.channels, (crop, crop))  # As calibration read them.
+  _, held = split_holdout([image for _, image in read], cfg.calibrate.holdout, crop)
+  held_paths = ([read[i][0] for i in holdout_indices(len(read), cfg.calibrate.holdout)]
+                if len(read) >= 2 else [None])
   options = InferConfig(scale=1.0, edge_map=False, samples=20, progress=False)
   labels = args.labels or os.path.join(os.path.dirname(cfg.data.real.rstrip("/")), "labels.csv")
-  truth = held_truth(cfg, labels, len(held))
+  truth = held_truth(cfg, labels, list(zip(held_paths, held)))
   if args.labels and truth is None:
     sys.exit(f"real_reconstruction: no labels of whole held-out images from {args.labels}")
   s_ = cfg.data.scale
@@ -203,7 +210,8 @@ def main():
     if truth is not None:  # The labelled-set rule scores the table: edge radii, original px.
       table = reader.table(c, (1 / s_, 1 / s_), InferConfig(edge_map=True))
       missed, *masks = missed_and_found(
-          truth[i], {k: table[k].to_numpy() for k in ("x", "y", "r")}, image.shape[:2], s_)
+          truth[i], {k: table[k].to_numpy() for k in ("x", "y", "r")}, image.shape[:2], s_,
+          args.label_r_min)
       for name, mask in zip(("missed", "found"), masks):
         labelled[name][0] += float(err[mask].sum())
         labelled[name][1] += int(mask.sum())
@@ -235,7 +243,7 @@ def main():
                          "rmse": round(float(np.sqrt(s / max(k * c, 1))), 4),
                          "error_share": round(s / sq, 3)}
                   for name, (s, k) in regions.items()},
-         smooth_field_bound={f"{sigma:g}px": rms(v, n) for sigma, v in smooth.items()}, **extra)
+         smooth_field_rmse={f"{sigma:g}px": rms(v, n) for sigma, v in smooth.items()}, **extra)
 
 
 if __name__ == "__main__":

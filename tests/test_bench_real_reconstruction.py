@@ -46,20 +46,25 @@ def test_held_truth_takes_the_held_out_images_labels_into_the_cut_frame(tmp_path
   from PIL import Image
 
   from dropamort.config import CalibrateConfig, DataConfig, TrainConfig
+  from dropamort.data.real import holdout_indices, read_real
   from real_reconstruction import held_truth
 
   folder = tmp_path / "images"
   folder.mkdir()
   for k in range(4):  # holdout 0.5: every 2nd image is held out (b.png, d.png).
     Image.fromarray(np.zeros((30, 100, 3), np.uint8)).save(folder / f"{'abcd'[k]}.png")
-  pd.DataFrame({"image": ["b.png", "d.png", "a.png"], "x": [50.0, 70.0, 5.0],
-                "y": [10.0, 12.0, 3.0], "r": [7.0, 9.0, 6.0]}).to_csv(tmp_path / "labels.csv")
+  # b.png: one label inside the cut, one left of it (x 10 < 20), one below the image.
+  pd.DataFrame({"image": ["b.png", "b.png", "b.png", "d.png", "a.png"],
+                "x": [50.0, 10.0, 60.0, 70.0, 5.0], "y": [10.0, 10.0, 35.0, 12.0, 3.0],
+                "r": [7.0, 7.0, 7.0, 9.0, 6.0]}).to_csv(tmp_path / "labels.csv")
   cfg = TrainConfig(data=DataConfig(real=str(folder), scale=0.5, columns=(0.2, 1.0)),
                     calibrate=CalibrateConfig(holdout=0.5))
-  got = held_truth(cfg, str(tmp_path / "labels.csv"), 2)
+  read = read_real(cfg.data, 3, (4, 4))
+  held = [read[i] for i in holdout_indices(len(read), 0.5)]
+  got = held_truth(cfg, str(tmp_path / "labels.csv"), held)
   # 100 px at scale 0.5 is 50 px; the cut starts at column 10 of those, 20 original px.
   np.testing.assert_allclose(got[0]["x"], [30.0])
   np.testing.assert_allclose(got[1]["x"], [50.0])
   np.testing.assert_allclose(got[1]["r"], [9.0])
-  assert held_truth(cfg, str(tmp_path / "labels.csv"), 3) is None  # Not whole images.
-  assert held_truth(cfg, str(tmp_path / "missing.csv"), 2) is None
+  assert held_truth(cfg, str(tmp_path / "labels.csv"), [(None, held[0][1])]) is None
+  assert held_truth(cfg, str(tmp_path / "missing.csv"), held) is None

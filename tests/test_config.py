@@ -31,3 +31,16 @@ def test_defaults_are_valid_and_grid_covers_image():
   cfg = ModelConfig(height=30, width=37, cell=4)
   assert cfg.grid_shape == (8, 10)
   assert cfg.reach_cells * cfg.cell >= cfg.reach * cfg.radius_max
+
+
+def test_a_config_saved_before_max_images_existed_calibrated_on_every_image():
+  """A checkpoint's config without ``data.max_images`` meant all images; a new config's
+  default caps them at 48, and a saved value is kept."""
+  from dropamort.config import TrainConfig, from_dict, to_dict
+
+  saved = to_dict(TrainConfig())
+  assert saved["data"]["max_images"] == 48
+  del saved["data"]["max_images"]
+  assert from_dict(TrainConfig, saved).data.max_images is None
+  saved["data"]["max_images"] = 7
+  assert from_dict(TrainConfig, saved).data.max_images == 7

@@ -23,14 +23,23 @@ def calibration_paths(cfg: DataConfig) -> list[str]:
 
 
 def held_out_paths(cfg: DataConfig, holdout: float) -> list[str]:
-  """The calibration images held out of the wake fit (``split_holdout``; none when a
-  single image is split by columns instead)."""
+  """The calibration images held out of the wake fit when every one of them is readable
+  (``split_holdout`` of ``read_real``'s images; none when a single image is split by
+  columns instead)."""
   paths = calibration_paths(cfg)
   return [paths[i] for i in holdout_indices(len(paths), holdout)] if len(paths) >= 2 else []
 
 
 def load_real(cfg: DataConfig, channels: int, min_size: tuple[int, int]) -> list[np.ndarray]:
-  """The calibration images (``calibration_paths``), scaled and cut to ``cfg.columns``.
+  """The calibration images (``calibration_paths``), scaled and cut to ``cfg.columns``
+  (``read_real`` without the paths)."""
+  return [image for _, image in read_real(cfg, channels, min_size)]
+
+
+def read_real(cfg: DataConfig, channels: int,
+              min_size: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
+  """(path, image) of each calibration image (``calibration_paths``) that could be read,
+  scaled and cut to ``cfg.columns``; unreadable files are left out.
 
   Raises:
     ImageError: no readable image, mixed channel counts, or an image smaller than
@@ -52,7 +61,7 @@ def load_real(cfg: DataConfig, channels: int, min_size: tuple[int, int]) -> list
       raise ImageError(f"{path}: {image.shape[0]}×{image.shape[1]} px after data.scale="
                        f"{cfg.scale} and data.columns; the training crop is "
                        f"{min_size[0]}×{min_size[1]}")
-    images.append(image)
+    images.append((path, image))
   if not images:
     raise ImageError(f"{cfg.real}: no readable image ({'; '.join(errors[:3])})")
   if len(raw_channels) > 1:

@@ -43,11 +43,13 @@ class Result:
     return self.levels[0].posterior
 
   def sample(self, key, n: int) -> dict:
-    """n posterior samples of the whole catalog, every level's candidates, in the table's
-    frame: {"on": (n, N) bool, "x", "y", "r": (n, N) original px, "p": (N,)}. Radii at
-    the droplets' edges and scales widened as calibrated, so the samples' quantiles are
-    the table's intervals (``stats.catalogs``); drawn from the encoder's posterior, as the
-    summary is, also after refinement."""
+    """n posterior samples of the whole catalog in the table's frame (``stats.catalogs``):
+    {"on": (n, N) bool, "x", "y", "r": (n, N) original px, "p": (N,)}, one column per
+    candidate of every level (``candidates``, p >= 0.01); the table's rows are the
+    columns ``pyramid.point_mask(candidates, threshold)``. Radii at the droplets' edges
+    and scales widened as calibrated, so each row's 5% and 95% sample quantiles are its
+    interval in the table. Drawn from the encoder's posterior, as the summary is: after
+    ``infer.refine_steps`` the table's intervals are the refined ones and differ."""
     return catalogs(key, self.candidates, n, cell=self.cell, ratio_xy=self.ratio_xy,
                     edge=self.edge)
 
