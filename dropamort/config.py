@@ -231,6 +231,9 @@ class CalibrateConfig:
   wake_crop: int = 64  # Side of a wake crop (px, a multiple of model.cell); pyramid
   # levels smaller than a crop are not fitted.
   wake_lr: float = 3e-3
+  wake_levels: str = "pixels"  # How wake crops are spread over the pyramid levels:
+  # "pixels", uniform over every level's positions (a level 2^k coarser 4^k times less
+  # often); "area", each level as often as the image area it covers (training.wake).
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
   outline: bool = True  # Search where the images put droplets' outlines: the wake
@@ -259,6 +262,8 @@ class CalibrateConfig:
                  "outline_steps"):
       _check(getattr(self, name) >= 1, f"calibrate.{name}", ">= 1", getattr(self, name))
     _check(self.wake_lr > 0, "calibrate.wake_lr", "> 0", self.wake_lr)
+    _check(self.wake_levels in ("pixels", "area"), "calibrate.wake_levels",
+           '"pixels" or "area"', self.wake_levels)
     _check(0 <= self.min_found <= 1, "calibrate.min_found", "in [0, 1]", self.min_found)
     _check(0 < self.holdout < 1, "calibrate.holdout", "in (0, 1)", self.holdout)
     _check(0 <= self.larger_floor <= 0.9, "calibrate.larger_floor", "in [0, 0.9]",

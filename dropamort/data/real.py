@@ -99,10 +99,11 @@ def split_holdout(images: list[np.ndarray], fraction: float, min_width: int):
   return [image[:, :cut]], [image[:, cut:]]
 
 
-def crop_positions(key, grids: list[tuple[int, int]], n: int, size: int):
+def crop_positions(key, grids: list[tuple[int, int]], n: int, size: int, chance=None):
   """n crop positions of ``size`` × ``size`` cells on images whose whole-cell grids are
-  ``grids``: images chosen in proportion to their number of positions, positions
-  uniform. Drawn from ``key`` alone, so a resumed run draws the same crops.
+  ``grids``: images chosen in proportion to their number of positions (times ``chance``,
+  one factor per image, when given), positions uniform. Drawn from ``key`` alone, so a
+  resumed run draws the same crops.
 
   Returns:
     (which, row, col): numpy arrays of image indices and top-left cells.
@@ -110,6 +111,8 @@ def crop_positions(key, grids: list[tuple[int, int]], n: int, size: int):
   counts = np.array([(gy - size + 1) * (gx - size + 1) for gy, gx in grids], float)
   if np.any(counts <= 0):
     raise ValueError(f"every image needs at least {size}×{size} whole cells")
+  if chance is not None:
+    counts = counts * np.asarray(chance, float)
   k_which, k_pos = jax.random.split(key)
   which = np.asarray(jax.random.choice(k_which, len(grids), (n,), p=counts / counts.sum()))
   u = np.asarray(jax.random.uniform(k_pos, (n, 2)))

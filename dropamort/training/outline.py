@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import optax
 
 from dropamort.config import ModelConfig
-from dropamort.data.real import crop_positions
 from dropamort.pyramid import LevelResult
 from dropamort.training.real import RealImages
 from dropamort.training.wake import WakeViews, fit_update, make_wake_loss
@@ -81,8 +80,7 @@ def refit(step, tx, views: WakeViews, decoder_params, log_sigma, log_s: float, k
   for i in range(steps):
     if stop():
       raise Stopped
-    positions = crop_positions(jax.random.fold_in(crop_key, i), views.grids, batch,
-                               views.size)
+    positions = views.positions(jax.random.fold_in(crop_key, i), batch)
     trainable, opt_state = step(trainable, opt_state, jax.random.fold_in(draw_key, i),
                                 *views.batch(positions))
   return trainable[0], trainable[1]

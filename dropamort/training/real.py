@@ -43,6 +43,7 @@ class View:
   image: np.ndarray  # The level's image.
   posterior: CatalogPosterior  # Its posterior, cells inside larger droplets switched off.
   weight: np.ndarray  # (H, W): 1 where scored, 0 under a larger droplet.
+  factor: int = 1  # Base image pixels per pixel of the level.
 
 
 class RealImages:
@@ -129,7 +130,7 @@ def _view(lr: LevelResult, cands: dict, threshold: float, cell: int) -> View:
   for x, y, r in zip(bx, by, br):
     inside |= (cx - x) ** 2 + (cy - y) ** 2 < r**2
   on_logit = np.where(inside[None], OFF_LOGIT, post.on_logit_BYX)
-  return View(lr.image, post.replace(on_logit_BYX=on_logit), weight)
+  return View(lr.image, post.replace(on_logit_BYX=on_logit), weight, f)
 
 
 def band_stats(read: list[list[LevelResult]], model: ModelConfig, threshold: float,

@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from dropamort.checkpoint import RunCheckpoints
 from dropamort.config import TrainConfig
-from dropamort.data.real import crop_positions
 from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
 from dropamort.model.decoder import edge_width, load_params, sharp
@@ -244,8 +243,7 @@ class Trainer:
                disable=not (self.cfg.trainer.progress and self.primary))
     with _StopOnSigterm() as sigterm:
       for i in range(start, end):
-        positions = crop_positions(jax.random.fold_in(crop_key, i), train.grids,
-                                   c.wake_batch, train.size)
+        positions = train.positions(jax.random.fold_in(crop_key, i), c.wake_batch)
         state, metrics = self.wake_step(state, wake_key, *train.batch(positions))
         bad += int(not bool(metrics["finite"]))
         bar.update(1)
@@ -367,10 +365,11 @@ class Trainer:
     c, m, thr = self.cfg.calibrate, self.cfg.model, self.cfg.trainer.threshold
     size = c.wake_crop // m.cell
     train = WakeViews(self.real.views(self._read(state, self.real.fitted), thr), size,
-                      m.reach_cells, m.cell)
+                      m.reach_cells, m.cell, c.wake_levels)
     read_held = self._read(state, self.real.held_out)
-    held = WakeViews(self.real.views(read_held, thr), size, m.reach_cells, m.cell)
-    positions = crop_positions(self.keys["heldout"], held.grids, c.wake_eval_crops, size)
+    held = WakeViews(self.real.views(read_held, thr), size, m.reach_cells, m.cell,
+                     c.wake_levels)
+    positions = held.positions(self.keys["heldout"], c.wake_eval_crops)
     held.fix(positions, self.wake_loss, jax.random.fold_in(self.keys["heldout"], 1),
              c.wake_batch)
     return train, held, read_held

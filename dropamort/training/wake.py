@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from dropamort.config import ModelConfig
+from dropamort.data.real import crop_positions
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.objective import expected_log_likelihood
 from dropamort.training.state import TrainState
@@ -136,9 +137,13 @@ def make_wake_step(model: ModelConfig, tx: optax.GradientTransformation, *, size
 class WakeViews:
   """The pyramid-level views of some real images, ready to crop (structure only): each
   view's image, its posterior padded with a halo of empty cells, and its pixel weights.
-  Views smaller than a crop are left out."""
+  Views smaller than a crop are left out. Crops are drawn uniformly over all views'
+  positions (``levels="pixels"``: a level 2^k coarser is drawn 4^k times less often), or
+  with every view's chance times its area in base image pixels (``"area"``: each level as
+  often as the image area it covers, so the large droplets the coarse levels read are fitted
+  as often as the image shows them)."""
 
-  def __init__(self, views, size: int, halo: int, cell: int):
+  def __init__(self, views, size: int, halo: int, cell: int, levels: str = "pixels"):
     views = [v for v in views
              if v.image.shape[0] // cell >= size and v.image.shape[1] // cell >= size]
     self.size, self.halo, self.cell = size, halo, cell
@@ -146,7 +151,12 @@ class WakeViews:
     self.weights = [v.weight for v in views]
     self.padded = [pad_posterior(v.posterior, halo) for v in views]
     self.grids = [(im.shape[0] // cell, im.shape[1] // cell) for im in self.images]
+    self.chance = [v.factor**2 for v in views] if levels == "area" else None
     self.fixed = []
+
+  def positions(self, key, n: int):
+    """n crop positions drawn from ``key`` (``data.real.crop_positions``)."""
+    return crop_positions(key, self.grids, n, self.size, self.chance)
 
   def batch(self, positions):
     """(posterior crops, image crops, weight crops) at ``positions``."""

@@ -88,3 +88,15 @@ def test_bundled_example_model_loads():
   reader = dropamort.load("example")
   assert reader.cfg.model.channels == 3 and reader.cfg.data.scale == 0.25
   assert float(reader.predictor.prior.noise_sigma) < 0.05  # Fitted by the wake stage.
+
+
+def test_crop_chances_weight_the_images():
+  """Two grids with as many positions, chances 1 and 4 (a level twice as coarse, by
+  area): a fifth and four fifths of the crops; without chances, half each."""
+  import jax
+
+  grids = [(10, 10), (10, 10)]
+  which, _, _ = crop_positions(jax.random.key(3), grids, 20000, 3, chance=[1, 4])
+  assert abs((which == 1).mean() - 0.8) < 0.015
+  which, _, _ = crop_positions(jax.random.key(3), grids, 20000, 3)
+  assert abs((which == 1).mean() - 0.5) < 0.015

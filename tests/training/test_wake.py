@@ -156,3 +156,23 @@ def test_a_sharp_edged_wake_holds_the_edge_and_the_outline(key):
       assert moved == 0.0
     else:
       assert moved > 0.02
+
+
+def test_area_weighted_views_draw_each_level_as_often_as_its_area(key):
+  """Two levels of one image (factor 1 and 2, 4x fewer positions at the coarser): by
+  pixels the coarser gets 1/5 of the crops, by area (chance 4) half; the draw for a key
+  is the same on a second call (a resumed run draws the same crops)."""
+  from dropamort.training.real import View
+  from dropamort.training.wake import WakeViews
+
+  cell = 4
+  post = sharp_posterior(make_simulate(ModelConfig(height=64, width=64), 1)(
+      key, load_params("default", 3, 3, (64, 32, 16)))[1])
+  # Grids of 16x16 and 8x8 cells, 1-cell crops: 256 and 64 positions.
+  views = [View(np.zeros((64, 64, 3), np.float32), post, np.ones((64, 64), np.float32), 1),
+           View(np.zeros((32, 32, 3), np.float32), post, np.ones((32, 32), np.float32), 2)]
+  for levels, share in (("pixels", 64 / 320), ("area", 0.5)):
+    wv = WakeViews(views, 1, 1, cell, levels)
+    which, _, _ = wv.positions(jax.random.key(1), 20000)
+    assert abs((which == 1).mean() - share) < 0.015, levels
+    np.testing.assert_array_equal(which, wv.positions(jax.random.key(1), 20000)[0])
