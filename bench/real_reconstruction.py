@@ -72,20 +72,6 @@ def nearest_d(shape, x, y, r) -> np.ndarray:
   return d
 
 
-def discs(shape, x, y, r) -> np.ndarray:
-  """Pixels whose centres lie inside any of the circles (x, y, r)."""
-  h, w = shape
-  mask = np.zeros((h, w), bool)
-  for cx, cy, cr in zip(x, y, r):
-    y0, y1 = max(0, int(cy - cr)), min(h, int(cy + cr) + 2)
-    x0, x1 = max(0, int(cx - cr)), min(w, int(cx + cr) + 2)
-    if y1 <= y0 or x1 <= x0:
-      continue
-    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
-    mask[y0:y1, x0:x1] |= np.hypot(xx - cx, yy - cy) <= cr
-  return mask
-
-
 def missed_and_found(truth: dict, table: dict, shape, scale: float,
                      r_min: float = LABEL_R_MIN):
   """The labelled droplets (r >= ``r_min`` px) that ``table`` misses, under the labelled-set rule
@@ -101,9 +87,10 @@ def missed_and_found(truth: dict, table: dict, shape, scale: float,
   found = np.zeros(len(t["x"]), bool)
   found[i] = True
   circles = lambda keep: {k: np.asarray(t[k])[keep] * scale for k in ("x", "y", "r")}
+  discs = lambda c: nearest_d(shape, c["x"], c["y"], c["r"]) <= 1  # Pixels inside any.
   missed = circles(~found)
-  missed_mask = discs(shape, *missed.values())
-  return missed, missed_mask, discs(shape, *circles(found).values()) & ~missed_mask
+  missed_mask = discs(missed)
+  return missed, missed_mask, discs(circles(found)) & ~missed_mask
 
 
 def held_truth(cfg, labels_path: str, held: list[tuple[str, np.ndarray]]):
@@ -204,8 +191,8 @@ def main():
       regions[name][0] += float(err[inside].sum())
       regions[name][1] += int(inside.sum())
     sq += float(err.sum())
+    resid = recon - image
     for sigma in SMOOTH:
-      resid = recon - image
       smooth[sigma] += float(((resid - gaussian_filter(resid, (sigma, sigma, 0))) ** 2).sum())
     if truth is not None:  # The labelled-set rule scores the table: edge radii, original px.
       table = reader.table(c, (1 / s_, 1 / s_), InferConfig(edge_map=True))
@@ -236,11 +223,10 @@ def main():
         "missed_pixel_share": round(k_miss / (n / c), 3), "missed_rmse": rms(s_miss, k_miss * c),
         "missed_error_share": round(s_miss / sq, 3), "found_rmse": rms(s_found, k_found * c),
         "all_found_rmse": rms(sq - s_miss + k_miss * s_found / max(k_found, 1), n)}
-  report(checkpoint=args.checkpoint, images=len(held), real_rmse=round(float(np.sqrt(sq / n)), 4),
-         flat_rmse=round(float(np.sqrt(flat / n)), 4), per_image_rmse=per_image,
-         blurred_rmse={f"{b:g}px": round(float(np.sqrt(v / n)), 4) for b, v in blurred.items()},
-         regions={name: {"pixel_share": round(k / (n / c), 3),
-                         "rmse": round(float(np.sqrt(s / max(k * c, 1))), 4),
+  report(checkpoint=args.checkpoint, images=len(held), real_rmse=rms(sq, n),
+         flat_rmse=rms(flat, n), per_image_rmse=per_image,
+         blurred_rmse={f"{b:g}px": rms(v, n) for b, v in blurred.items()},
+         regions={name: {"pixel_share": round(k / (n / c), 3), "rmse": rms(s, k * c),
                          "error_share": round(s / sq, 3)}
                   for name, (s, k) in regions.items()},
          smooth_field_rmse={f"{sigma:g}px": rms(v, n) for sigma, v in smooth.items()}, **extra)

@@ -46,20 +46,19 @@ def catalogs(key, candidates: dict, samples: int, *, cell: int, ratio_xy=(1.0, 1
   Returns:
     {"on": (S, N) bool, "x", "y", "r": (S, N) px, "p": (N,)}.
   """
-  p = np.asarray(candidates["p"], float)
-  k_on, k_xy, k_r = jax.random.split(key, 3)
-  on = np.asarray(jax.random.uniform(k_on, (samples, p.size))) < p
+  # ``draw``'s own key: with the summary's key the presence and radii are its draws.
+  on, radius = draw(key, candidates, samples, float(np.sqrt(ratio_xy[0] * ratio_xy[1])))
+  k_xy = jax.random.fold_in(key, 1)
   side = cell * 2.0 ** np.asarray(candidates["level"], float)  # Cell side, analysed px.
-  z = np.asarray(jax.random.normal(k_xy, (samples, p.size, 2)))
+  z = np.asarray(jax.random.normal(k_xy, on.shape + (2,)))
   loc, scale = (np.asarray(candidates[k], float).reshape(-1, 2)
                 for k in ("offset_loc", "offset_scale"))
   offset = 1 / (1 + np.exp(-(loc + scale * z)))
   x = (np.asarray(candidates["cell_col"]) + offset[..., 0]) * side * ratio_xy[0]
   y = (np.asarray(candidates["cell_row"]) + offset[..., 1]) * side * ratio_xy[1]
-  _, radius = draw(k_r, candidates, samples, float(np.sqrt(ratio_xy[0] * ratio_xy[1])))
   if edge is not None:
     radius = radius * edge_factor(radius, edge)
-  return {"on": on, "x": x, "y": y, "r": radius, "p": p}
+  return {"on": on, "x": x, "y": y, "r": radius, "p": np.asarray(candidates["p"], float)}
 
 
 def per_sample(on_SN, radius_SN, *, area_px: float, pixel_size: float | None) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 
 from dropamort.config import CalibrateConfig, DataConfig, ModelConfig
 from dropamort.data.images import find_images
-from dropamort.data.real import calibration_paths, load_real, split_holdout
+from dropamort.data.real import load_real, split_holdout
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.training.misfit import bootstrap_widen
 from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
@@ -52,7 +52,8 @@ class RealImages:
   def __init__(self, data: DataConfig, model: ModelConfig, calibrate: CalibrateConfig):
     crop = calibrate.wake_crop
     images = load_real(data, model.channels, (crop, crop))
-    n_all, n_used = len(find_images(data.real)), len(calibration_paths(data))
+    n_all = len(find_images(data.real))
+    n_used = n_all if data.max_images is None else min(n_all, data.max_images)
     # What to tell the user about the choice of images (None: all of them).
     self.note = None if n_used == n_all else (
         f"calibrating on {n_used} of the {n_all} images in {data.real}, evenly spaced by "

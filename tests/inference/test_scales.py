@@ -136,3 +136,7 @@ def test_samples_are_the_tables_posterior_in_its_frame(scene):
     np.testing.assert_allclose(lo, t[f"{name}_q05"], rtol=0.01, atol=0.01)
     np.testing.assert_allclose(hi, t[f"{name}_q95"], rtol=0.01, atol=0.01)
   np.testing.assert_allclose(s["on"].mean(0), result.candidates["p"], atol=0.01)
+  # With the summary's key and sample count, presence and radii are the summary's draws.
+  again = result.sample(jax.random.key(InferConfig().seed), 10)
+  np.testing.assert_array_equal(again["on"], result.draws[0])
+  np.testing.assert_allclose(again["r"], result.draws[1], rtol=1e-12)
