@@ -24,7 +24,8 @@ def main():
   ap.add_argument("--repeats", type=int, default=20)
   args = ap.parse_args()
   cfg = ModelConfig(height=args.size, width=args.size)
-  params = load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden)
+  params = load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden,
+                       cfg.appearance)
   sim = make_simulate(cfg, args.batch)
   keys = iter(jax.random.split(jax.random.key(0), args.repeats + 10))
   ms = median_ms(lambda: sim(next(keys), params), repeats=args.repeats)

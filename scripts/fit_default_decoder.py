@@ -1,6 +1,7 @@
 """Fits the optics decoder to the analytic droplet appearance and saves its parameters.
 
-The committed ``dropamort/model/assets/default_decoder.npz`` was made with the defaults:
+The committed ``dropamort/model/assets/default_edge_decoder.npz`` was made with the
+defaults, ``default_decoder.npz`` (the earlier decoder) with ``--appearance free``:
 
     python scripts/fit_default_decoder.py
 
@@ -26,14 +27,16 @@ def main():
   ap.add_argument("--hidden", type=int, nargs="+", default=list(ModelConfig().decoder_hidden))
   ap.add_argument("--steps", type=int, default=20000)
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--out", default=DEFAULT_PARAMS)
+  ap.add_argument("--appearance", choices=sorted(DEFAULT_PARAMS), default="edge")
+  ap.add_argument("--out", default=None, help="default: the appearance's packaged file")
   args = ap.parse_args()
+  out = args.out or DEFAULT_PARAMS[args.appearance]
   t0 = time.perf_counter()
   params, rmse = fit_decoder(jax.random.key(args.seed), channels=args.channels,
                              types=args.types, hidden=tuple(args.hidden), reach=args.reach,
-                             steps=args.steps)
-  save_params(params, args.out)
-  print(f"saved {args.out}: held-out intensity RMSE {rmse:.4f} "
+                             steps=args.steps, appearance=args.appearance)
+  save_params(params, out)
+  print(f"saved {out}: held-out intensity RMSE {rmse:.4f} "
         f"({time.perf_counter() - t0:.0f} s)")
 
 

@@ -71,7 +71,7 @@ def named_config(size: str, density: str, seed: int = 0) -> DropletSimConfig:
 
 
 def _configured_decoder(m: ModelConfig):
-  return load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden)
+  return load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden, m.appearance)
 
 
 def params_sha(decoder_params) -> str:

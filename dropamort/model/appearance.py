@@ -27,7 +27,7 @@ def absorbance_matrix(types: int, channels: int) -> np.ndarray:
   return a
 
 
-def appearance(background, dx, dy, r, composition, *, reach: float):
+def analytic(background, dx, dy, r, composition, *, reach: float):
   """Pixel intensity of the analytic droplet; same inputs as ``DropletOpticsModel``."""
   a = jnp.asarray(absorbance_matrix(composition.shape[-1], background.shape[-1]))
   d = jnp.sqrt(dx**2 + dy**2)
@@ -61,15 +61,17 @@ def _inputs(key, n, *, channels, types, radius_range, background_range, reach):
 
 def fit_decoder(key, *, channels=3, types=3, hidden=(64, 32, 16), reach=2.0,
                 radius_range=(1.0, 8.0), background_range=(-0.5, 1.5), steps=20000,
-                batch=4096, lr=3e-3):
-  """Fits the seed MLP to ``appearance``.
+                batch=4096, lr=3e-3, appearance="edge"):
+  """Fits the optics decoder (``DropletOpticsModel`` of the given appearance) to the
+  analytic droplet (``analytic``).
 
   Returns:
     (params, rmse): the parameters and the intensity RMSE on a fresh held-out sample.
   """
-  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden), reach=reach)
+  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden), reach=reach,
+                              appearance=appearance)
   key, init_key, test_key = jax.random.split(key, 3)
-  params = init_params(init_key, channels, types, hidden)
+  params = init_params(init_key, channels, types, hidden, appearance)
   sched = optax.cosine_decay_schedule(lr, steps, alpha=0.01)
   opt = optax.adam(sched)
   draw = lambda k: _inputs(k, batch, channels=channels, types=types,
@@ -77,7 +79,7 @@ def fit_decoder(key, *, channels=3, types=3, hidden=(64, 32, 16), reach=2.0,
                            reach=reach)
 
   def loss_fn(p, inputs):
-    target = appearance(*inputs, reach=reach)
+    target = analytic(*inputs, reach=reach)
     return jnp.mean((module.apply({"params": p}, *inputs) - target) ** 2)
 
   @jax.jit

@@ -19,31 +19,55 @@ class DecoderParamsError(UserError, ValueError):
   """Decoder parameters that do not fit the configured shapes."""
 
 
-DEFAULT_PARAMS = os.path.join(os.path.dirname(__file__), "assets", "default_decoder.npz")
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+# The packaged parameters of each appearance: the decoder fitted to model.appearance's
+# analytic droplet (scripts/fit_default_decoder.py).
+DEFAULT_PARAMS = {"edge": os.path.join(ASSETS, "default_edge_decoder.npz"),
+                  "free": os.path.join(ASSETS, "default_decoder.npz")}
 
 
 EDGE_INIT_PX = 0.5  # Width of the droplet's edge (px) before calibration learns it.
 SHARP_EDGE_PX = 0.1  # The edge a calibration that searches the outline holds (``sharp``).
+RING_INIT_PX = 1.5  # Width of the band inside the edge whose contrast is held (``edge``).
+RING_MIN_PX = 0.5  # The band is never narrower than this.
+RING_CONTRAST = 0.2  # Least contrast (decoder units, pre-sigmoid) of that band.
+APPEARANCES = ("edge", "free")
+CONTRASTS = {"dark": -1.0, "bright": 1.0}
 
 
 class DropletOpticsModel(nn.Module):
-  """Pixel value from its nearest droplet: the seed's model, wider, with the normalized
-  distance as an extra input and its effect confined to the droplet's disc.
+  """Pixel value from its nearest droplet: the seed's per-pixel MLP, its output bounded
+  relative to r so that r is the droplet's edge (``appearance="edge"``).
 
   Inputs per pixel: background (C, pre-sigmoid), dx and dy (offset from the droplet
   centre divided by its radius), the radius r (px) and the composition (T); the MLP also
-  sees d = sqrt(dx² + dy²), so rims and highlights (functions of d) need no hidden unit
-  to build the square root. Output: ``sigmoid(background + edge · delta)`` with ``delta``
-  from an MLP whose hidden layers are Dense -> LayerNorm -> ReLU, and ``edge`` a soft step
-  from 1 inside the disc to 0 outside it, centred on d = 1 with a learned width in pixels
-  (defocus), tapered to 0 at ``reach``. The step is what makes r the droplet's visible
-  radius: without it a decoder fitted to real images can paint a droplet's rim outside
-  d = 1 and every radius it explains comes out too small.
+  sees d = sqrt(dx² + dy²). The MLP's hidden layers are Dense -> LayerNorm -> ReLU; its
+  output ``m`` (C) is the droplet's free interior shading. Output, in intensity:
+  ``bare + disc · taper · (sigmoid(background + delta) - bare)``, ``bare =
+  sigmoid(background)``, where
+
+  - ``disc = sigmoid((1 - d) · r / psf)``: the disc of radius r blurred by the
+    microscope's point-spread width ``psf`` (px, parameter ``edge``), 1/2 at d = 1;
+  - ``delta = (1 - ring) · m + ring · c``: within ``ring_px`` (parameter ``ring``, at
+    least ``RING_MIN_PX``) inside the edge the droplet shows ``c = s · (RING_CONTRAST +
+    softplus(s · m))``, at least ``RING_CONTRAST`` darker (``contrast="dark"``, s = -1)
+    or brighter (s = +1) than the background, however the interior is shaded.
+
+  The band is what makes r identifiable: a decoder that faded the droplet to the
+  background before d = 1 (and so made every r too large) cannot, and nothing but the
+  blur of the point-spread width reaches beyond d = 1, so r cannot be made too small
+  either: the blur mixes intensities, so a strong shading cannot push the visible edge
+  outwards. ``appearance="free"`` is the earlier decoder, kept to read models made with
+  it: ``sigmoid(background + disc · taper · m)``, no band and the blur in decoder units,
+  so the MLP may fade the droplet anywhere inside the disc, or paint it beyond d = 1 by
+  shading harder, and r is not its edge.
   """
 
   channels: int = 3
   hidden: Sequence[int] = (64, 32, 16)
   reach: float = 2.0
+  appearance: str = "edge"
+  contrast: str = "dark"
 
   @nn.compact
   def __call__(self, background, dx, dy, r, composition):
@@ -52,7 +76,7 @@ class DropletOpticsModel(nn.Module):
     width_px = jax.nn.softplus(raw) + 0.05
     fade_start = 0.5 * (1 + self.reach)
     taper = jnp.clip((self.reach - d) / (self.reach - fade_start), 0.0, 1.0)
-    edge = jax.nn.sigmoid((1 - d) * r / width_px) * taper * taper * (3 - 2 * taper)
+    disc = jax.nn.sigmoid((1 - d) * r / width_px) * taper * taper * (3 - 2 * taper)
     h = jnp.concatenate([background, dx[..., None], dy[..., None], d[..., None],
                          r[..., None], composition], axis=-1)
     # Materialize the inputs before the MLP: fused into it, XLA:CPU recomputes the
@@ -60,15 +84,30 @@ class DropletOpticsModel(nn.Module):
     h = jax.lax.optimization_barrier(h)
     for width in self.hidden:
       h = nn.relu(nn.LayerNorm()(nn.Dense(width)(h)))
-    delta = nn.Dense(self.channels)(h) * edge[..., None]
+    delta = nn.Dense(self.channels)(h)
     # sigmoid(z) written as exp(-softplus(-z)): same value, but XLA:CPU then fuses the
     # whole MLP into one loop (jax.nn.sigmoid here made rendering ~3x slower).
-    return jnp.exp(-jax.nn.softplus(-(background + delta)))
+    sigmoid = lambda z: jnp.exp(-jax.nn.softplus(-z))
+    if self.appearance == "free":
+      return sigmoid(background + delta * disc[..., None])
+    ring_px = jax.nn.softplus(self.param("ring", lambda _: _inv_softplus(
+        RING_INIT_PX - RING_MIN_PX))) + RING_MIN_PX
+    s = CONTRASTS[self.contrast]
+    ring = jax.nn.sigmoid((ring_px - (1 - d) * r) / width_px)[..., None]
+    delta = (1 - ring) * delta + ring * s * (RING_CONTRAST + jax.nn.softplus(s * delta))
+    # The blur acts on intensities: however strong the droplet's shading, the render
+    # is half-way from the background to the droplet at d = 1 and no further outside.
+    bare = sigmoid(background)
+    return bare + disc[..., None] * (sigmoid(background + delta) - bare)
+
+
+def _inv_softplus(x: float):
+  return jnp.log(jnp.expm1(jnp.asarray(x, jnp.float32)))
 
 
 def edge_raw(width_px: float):
   """The ``edge`` parameter for an edge ``width_px`` wide (softplus(raw) + 0.05)."""
-  return jnp.log(jnp.expm1(jnp.asarray(width_px - 0.05, jnp.float32)))
+  return _inv_softplus(width_px - 0.05)
 
 
 def edge_width(params) -> float:
@@ -88,9 +127,11 @@ def bind(module: DropletOpticsModel, params):
   return lambda *inputs: module.apply({"params": params}, *inputs)
 
 
-def init_params(key, channels: int, types: int, hidden: Sequence[int]):
+def init_params(key, channels: int, types: int, hidden: Sequence[int],
+                appearance: str = "edge"):
   """Randomly initialized decoder parameters (a plain pytree)."""
-  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden))  # reach: no params
+  # reach and contrast shape no parameter.
+  module = DropletOpticsModel(channels=channels, hidden=tuple(hidden), appearance=appearance)
   z = jnp.zeros((1,))
   return module.init(key, jnp.zeros((1, channels)), z, z, z, jnp.zeros((1, types)))["params"]
 
@@ -104,31 +145,34 @@ def save_params(params, path: str) -> None:
   os.replace(tmp, path)  # Never leave a half-written parameter file behind.
 
 
-def load_params(path: str, channels: int, types: int, hidden: Sequence[int]):
+def load_params(path: str, channels: int, types: int, hidden: Sequence[int],
+                appearance: str = "edge"):
   """Reads decoder parameters and checks them against the configured shapes.
 
   Args:
-    path: "default" for the packaged parameters, or a .npz file path.
-    channels, types, hidden: the configured C, T and hidden widths.
+    path: "default" for the appearance's packaged parameters, or a .npz file path.
+    channels, types, hidden, appearance: the configured C, T, hidden widths and
+      appearance (``DropletOpticsModel``).
 
   Raises:
     FileNotFoundError: no such file.
     DecoderParamsError: the file's parameter shapes do not fit (C, T, hidden).
   """
-  resolved = DEFAULT_PARAMS if path == "default" else path
+  resolved = DEFAULT_PARAMS[appearance] if path == "default" else path
   if not os.path.exists(resolved):
     raise FileNotFoundError(f"decoder parameter file not found: {resolved}")
   with np.load(resolved) as f:
     flat = {tuple(k.split("/")): jnp.asarray(f[k]) for k in f.files}
   params = flax.traverse_util.unflatten_dict(flat)
-  expected = jax.eval_shape(lambda: init_params(jax.random.key(0), channels, types, hidden))
+  expected = jax.eval_shape(
+      lambda: init_params(jax.random.key(0), channels, types, hidden, appearance))
   got_shapes = jax.tree.map(jnp.shape, params)
   want_shapes = jax.tree.map(lambda s: s.shape, expected)
   if got_shapes != want_shapes:
     raise DecoderParamsError(
         f"decoder parameters in {resolved} do not fit channels={channels}, types={types}, "
-        f"hidden={tuple(hidden)}; refit them with "
+        f"hidden={tuple(hidden)}, appearance={appearance}; refit them with "
         f"`python scripts/fit_default_decoder.py --channels {channels} --types {types} "
-        f"--out PATH` and set model.decoder_params=PATH")
+        f"--appearance {appearance} --out PATH` and set model.decoder_params=PATH")
   return params
 

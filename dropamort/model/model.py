@@ -20,7 +20,8 @@ from dropamort.model.render import Layer, render_layers
 
 
 def decoder_module(cfg: ModelConfig) -> DropletOpticsModel:
-  return DropletOpticsModel(channels=cfg.channels, hidden=cfg.decoder_hidden, reach=cfg.reach)
+  return DropletOpticsModel(channels=cfg.channels, hidden=cfg.decoder_hidden, reach=cfg.reach,
+                            appearance=cfg.appearance, contrast=cfg.contrast)
 
 
 def scene_layers(cfg: ModelConfig, catalog: Catalog, larger=()) -> list[Layer]:
@@ -70,14 +71,30 @@ def droplet_model(cfg: ModelConfig, prior: Prior, decoder_params=None, images_BH
   catalog, larger = sample_scene(cfg, prior, batch, background)
   if decoder_params is None:
     z = jnp.zeros((1,))
-    decode = random_flax_module("decoder", decoder_module(cfg), dist.Normal(0.0, 1.0),
-                                jnp.zeros((1, cfg.channels)), z, z, z,
-                                jnp.zeros((1, cfg.types)))
-    mean_BHWC = render_catalog(cfg, decode, catalog, larger)
+    decoder_params = random_flax_module("decoder", decoder_module(cfg), dist.Normal(0.0, 1.0),
+                                        jnp.zeros((1, cfg.channels)), z, z, z,
+                                        jnp.zeros((1, cfg.types)))
+  image_likelihood(cfg, decoder_params, prior.noise_sigma, catalog, larger, images_BHWC)
+  return catalog, larger
+
+
+def image_likelihood(cfg: ModelConfig, decoder, noise_sigma, catalog: Catalog, larger=(),
+                     images_BHWC=None, mask_BHW=None):
+  """The model's ``image`` site: the catalog rendered by the decoder, Normal pixel noise.
+
+  The one likelihood of the project: ``droplet_model`` ends with it, SVI refinement
+  conditions it, and the wake's objective (``objective.expected_log_likelihood``) is its
+  log density. ``decoder`` is the decoder's parameters, or (inside ``droplet_model`` with
+  random weights) the bound random module. ``mask_BHW`` (bool) leaves pixels out, as
+  ``numpyro.handlers.mask`` would: a masked pixel adds nothing to the log density.
+  """
+  if callable(decoder):
+    mean_BHWC = render_catalog(cfg, decoder, catalog, larger)
   else:
     items = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
-    mean_BHWC = _compiled_renderer(items)(decoder_params, catalog, larger)
-  with numpyro.plate("image_batch", batch, dim=-1):
-    numpyro.sample("image", dist.Normal(mean_BHWC, prior.noise_sigma).to_event(3),
-                   obs=images_BHWC)
-  return catalog, larger
+    mean_BHWC = _compiled_renderer(items)(decoder, catalog, tuple(larger))
+  noise = dist.Normal(mean_BHWC, noise_sigma)
+  if mask_BHW is not None:
+    noise = noise.mask(jnp.broadcast_to(mask_BHW[..., None], mean_BHWC.shape))
+  with numpyro.plate("image_batch", mean_BHWC.shape[0], dim=-1):
+    return numpyro.sample("image", noise.to_event(3), obs=images_BHWC)

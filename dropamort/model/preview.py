@@ -29,7 +29,8 @@ from dropamort.model.simulate import make_simulate  # noqa: E402
 
 def save_preview(path: str, cfg: ModelConfig, key, real: np.ndarray | None = None):
   """Simulates one image with ``cfg`` and saves the panels to ``path`` (PNG)."""
-  params = load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden)
+  params = load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden,
+                       cfg.appearance)
   images, catalog = make_simulate(cfg, 1)(key, params)
   image = np.clip(np.asarray(images[0]), 0, 1)
   table = to_table(catalog, cfg.cell)[0]

@@ -87,7 +87,8 @@ def init_state(key, cfg: TrainConfig, tx: optax.GradientTransformation, wake_tx,
   params = make_encoder(cfg.encoder, m).init(
       key, jnp.zeros((1, m.height, m.width, m.channels)))["params"]
   if decoder_params is None:
-    decoder_params = load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden)
+    decoder_params = load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden,
+                                 m.appearance)
   prior = Prior.from_config(m)
   i32 = lambda v: jnp.asarray(v, jnp.int32)
   return TrainState(step=i32(0), params=params, opt_state=tx.init(params),
@@ -109,4 +110,4 @@ def abstract_init(cfg: TrainConfig, tx, wake_tx) -> TrainState:
   m = cfg.model
   key = jax.random.key(0)
   return init_state(key, cfg, tx, wake_tx, decoder_params=init_params(
-      key, m.channels, m.types, m.decoder_hidden))
+      key, m.channels, m.types, m.decoder_hidden, m.appearance))

@@ -103,7 +103,7 @@ class Trainer:
     self.posterior_fn = make_posterior_fn(encoder)
     # The one validation set: the configured model and decoder, fixed for the whole run.
     self.val_images, self.val_catalog = validation_set(
-        m, load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden),
+        m, load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden, m.appearance),
         images=t.val_images, seed=t.val_seed, data_dir=os.path.join(self.run_dir, "val_data"))
     self.real = RealImages(cfg.data, m, cfg.calibrate) if rounds(cfg) else None
     if self.real is not None:
@@ -415,6 +415,11 @@ class Trainer:
       (a, b, r0), measured = edge_map(self.real.held_out, [table for table, _ in points])
       scale = self.cfg.data.scale  # The map goes to the original images' pixels.
       edge = IDENTITY_EDGE if is_identity((a, b, r0)) else (a, b / scale, r0 / scale)
+      if self.cfg.model.appearance == "edge":
+        # r is the edge: the measured map is a check of that, recorded but never applied.
+        measured_edge, edge = edge, IDENTITY_EDGE
+      else:
+        measured_edge = edge
       state = state.replace(prior=state.prior.replace(
           widen=jnp.asarray(widen), edge=jnp.asarray(edge, jnp.float32)))
       if r == rounds(self.cfg) and self.cfg.calibrate.polish_steps:
@@ -422,7 +427,7 @@ class Trainer:
         points = [self.real.points(state.decoder_params, levels, thr) for levels in read_held]
       record = self.real.record(points)
       record.update(round=r, step=int(state.step), widen_found=found, edge_found=measured,
-                    **state.prior.summary())
+                    edge_measured=[float(v) for v in measured_edge], **state.prior.summary())
       self.rounds_log.write(event="round", **record)
       self.last_record = record
       self.say(f"round {r}: held-out real RMSE {record['real_rmse']:.4f} (flat colour "
@@ -430,7 +435,8 @@ class Trainer:
                f"noise sigma {record['noise_sigma']:.4f}, density {record['density']:.4f}, "
                f"log r ~ N({record['radius_loc']:.2f}, {record['radius_scale']:.2f}), "
                f"posterior widened x/y/r by {widen[0]:.2f}/{widen[1]:.2f}/{widen[2]:.2f}, "
-               f"edges at {edge[0]:.3f} × r {edge[1]:+.2f} px ({measured} droplets)")
+               f"edges measured at {measured_edge[0]:.3f} × r {measured_edge[1]:+.2f} px "
+               f"({measured} droplets)")
     nxt = r + 1
     state = self._place(state.replace(
         round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= rounds(self.cfg) else DONE),

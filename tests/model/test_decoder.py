@@ -4,18 +4,23 @@ import numpy as np
 import pytest
 
 from dropamort.model import decoder as D
-from dropamort.model.appearance import appearance
+from dropamort.model.appearance import analytic
 
 
-def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reach=2.0):
+def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reach=2.0,
+                  appearance="edge", sign=-1.0):
   """The decoder written out in numpy: inputs (background, dx, dy, d = |(dx, dy)|, r,
-  composition), Dense -> LayerNorm -> ReLU per hidden layer, output Dense gated by the
-  edge step sigmoid((1 - d) r / width) and the smoothstep taper to ``reach``,
-  sigmoid(background + gate · delta)."""
+  composition), Dense -> LayerNorm -> ReLU per hidden layer, output Dense m; with the
+  "edge" appearance the band within ring px of the edge shows sign·(0.2 + softplus(sign·m))
+  instead of m; gated by the blurred disc sigmoid((1 - d) r / width) and the smoothstep
+  taper to ``reach``: sigmoid(background) + gate · (sigmoid(background + delta) -
+  sigmoid(background)) ("edge"), sigmoid(background + gate · delta) ("free")."""
+  softplus = lambda z: np.log1p(np.exp(z))
+  sigmoid = lambda z: 1 / (1 + np.exp(-z))
   d = np.hypot(dx, dy)
-  width = np.log1p(np.exp(float(params["edge"]))) + 0.05
+  width = softplus(float(params["edge"])) + 0.05
   t = np.clip((reach - d) / (reach - (1 + reach) / 2), 0, 1)
-  gate = 1 / (1 + np.exp(-(1 - d) * r / width)) * t * t * (3 - 2 * t)
+  gate = sigmoid((1 - d) * r / width) * t * t * (3 - 2 * t)
   h = np.concatenate([background, dx[:, None], dy[:, None], d[:, None], r[:, None], comp], -1)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
   for i in range(len(hidden)):
@@ -24,14 +29,22 @@ def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reac
     h = (h - mu) / np.sqrt(var + 1e-6) * p[f"LayerNorm_{i}"]["scale"] + p[f"LayerNorm_{i}"]["bias"]
     h = np.maximum(h, 0.0)
   delta = h @ p[f"Dense_{len(hidden)}"]["kernel"] + p[f"Dense_{len(hidden)}"]["bias"]
-  return 1 / (1 + np.exp(-(background + gate[:, None] * delta)))
+  if appearance == "edge":
+    ring_px = softplus(float(p["ring"])) + 0.5
+    ring = sigmoid((ring_px - (1 - d) * r) / width)[:, None]
+    delta = (1 - ring) * delta + ring * sign * (0.2 + softplus(sign * delta))
+    bare = sigmoid(background)
+    return bare + gate[:, None] * (sigmoid(background + delta) - bare)
+  return sigmoid(background + gate[:, None] * delta)
 
 
-def test_forward_equals_a_numpy_reference(key):
-  params = D.init_params(key, channels=3, types=4, hidden=(64, 32, 16))
+@pytest.mark.parametrize("appearance,contrast", [("edge", "dark"), ("edge", "bright"),
+                                                 ("free", "dark")])
+def test_forward_equals_a_numpy_reference(key, appearance, contrast):
+  params = D.init_params(key, channels=3, types=4, hidden=(64, 32, 16), appearance=appearance)
   # Non-trivial LayerNorm parameters, so the reference checks them too.
   params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(key, a.shape), params)
-  module = D.DropletOpticsModel(channels=3)
+  module = D.DropletOpticsModel(channels=3, appearance=appearance, contrast=contrast)
   n = 50
   ks = jax.random.split(key, 5)
   inputs = (3 * jax.random.normal(ks[0], (n, 3)), jax.random.normal(ks[1], (n,)),
@@ -41,8 +54,41 @@ def test_forward_equals_a_numpy_reference(key):
   assert np.any(np.hypot(inputs[1], inputs[2]) < 0.8) and np.any(
       np.hypot(inputs[1], inputs[2]) > 2.0)
   out = module.apply({"params": params}, *inputs)
-  want = numpy_decoder(params, *(np.asarray(x, np.float64) for x in inputs))
+  want = numpy_decoder(params, *(np.asarray(x, np.float64) for x in inputs),
+                       appearance=appearance, sign=D.CONTRASTS[contrast])
   np.testing.assert_allclose(np.asarray(out), want, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("contrast", ["dark", "bright"])
+def test_the_band_inside_the_edge_keeps_its_contrast(key, contrast):
+  """Whatever the MLP paints, the band just inside d = 1 of a large droplet differs from
+  the background by at least RING_CONTRAST in the configured direction (decoder units),
+  so no decoder can fade a droplet out before its edge."""
+  sign = D.CONTRASTS[contrast]
+  module = D.DropletOpticsModel(channels=3, contrast=contrast)
+  n = 400
+  ks = jax.random.split(key, 4)
+  bg = jax.random.uniform(ks[0], (n, 3), minval=-1, maxval=1)
+  ang = jax.random.uniform(ks[1], (n,), maxval=2 * np.pi)
+  r = jnp.full((n,), 40.0)
+  d = 1 - 0.5 / 40  # Half a pixel inside the edge.
+  for i in range(3):  # Random decoders, the MLP's output pushed either way.
+    params = D.init_params(jax.random.fold_in(ks[2], i), 3, 3, (64, 32, 16))
+    params = {**params, "Dense_3": {"kernel": 5 * params["Dense_3"]["kernel"],
+                                    "bias": jnp.full((3,), -sign * 3.0 * i)},
+              "edge": D.edge_raw(0.1)}
+    out = module.apply({"params": params}, bg, d * jnp.cos(ang), d * jnp.sin(ang), r,
+                       jax.random.uniform(ks[3], (n, 3)))
+    bare = jax.nn.sigmoid(bg)
+    disc = jax.nn.sigmoid(0.5 / 0.1)
+    floor = disc * sign * (jax.nn.sigmoid(bg + sign * 0.98 * D.RING_CONTRAST) - bare)
+    assert float(jnp.min(sign * (out - bare) - floor)) >= 0
+  # The earlier decoder has no such floor: the same push fades the band to the background.
+  free = D.DropletOpticsModel(channels=3, appearance="free")
+  params = jax.tree.map(jnp.zeros_like, D.init_params(ks[2], 3, 3, (64, 32, 16), "free"))
+  out = free.apply({"params": params}, bg, d * jnp.cos(ang), d * jnp.sin(ang), r,
+                   jax.random.uniform(ks[3], (n, 3)))
+  np.testing.assert_allclose(out, jax.nn.sigmoid(bg), rtol=1e-6)
 
 
 def test_architecture_is_the_seeds_widened(key):
@@ -54,14 +100,15 @@ def test_architecture_is_the_seeds_widened(key):
   assert sorted(k for k in params if k.startswith("LayerNorm")) == [
       "LayerNorm_0", "LayerNorm_1", "LayerNorm_2"]
   assert params["edge"].shape == ()  # The edge's width, learned (defocus).
+  assert params["ring"].shape == ()  # The band inside the edge, learned.
 
 
 def test_zero_delta_gives_sigmoid_background(key):
-  params = D.init_params(key, channels=3, types=3, hidden=(64, 32, 16))
+  params = D.init_params(key, channels=3, types=3, hidden=(64, 32, 16), appearance="free")
   params = jax.tree.map(jnp.zeros_like, params)  # Output Dense all zero -> delta = 0.
   bg = jnp.array([[0.3, -1.0, 2.0]])
-  out = D.bind(D.DropletOpticsModel(), params)(bg, jnp.zeros(1), jnp.zeros(1), jnp.ones(1),
-                                               jnp.zeros((1, 3)))
+  out = D.bind(D.DropletOpticsModel(appearance="free"), params)(
+      bg, jnp.zeros(1), jnp.zeros(1), jnp.ones(1), jnp.zeros((1, 3)))
   np.testing.assert_allclose(out, 1 / (1 + np.exp(-np.asarray(bg))), rtol=1e-6)
 
 
@@ -76,7 +123,7 @@ def test_default_params_load_and_draw_a_disc(key):
   r = jnp.exp(jax.random.uniform(ks[3], (n,), minval=0, maxval=np.log(8)))
   comp = jax.random.uniform(ks[4], (n, 3))
   got = decode(bg, dx, dy, r, comp)
-  want = appearance(bg, dx, dy, r, comp, reach=2.0)
+  want = analytic(bg, dx, dy, r, comp, reach=2.0)
   assert float(jnp.sqrt(jnp.mean((got - want) ** 2))) < 0.02
   # Inside the disc the droplet differs clearly from the bare background; far out it
   # matches it.
