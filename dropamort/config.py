@@ -68,10 +68,10 @@ class ModelConfig:
   shift: bool = True  # Crop at a random sub-cell offset (needs margin >= 1).
   decoder_hidden: tuple[int, ...] = (64, 32, 16)
   decoder_params: str = "default"  # "default" or a path to a .npz parameter file.
-  # How the decoder draws a droplet (model.decoder.DropletOpticsModel): "edge", r is the
-  # droplet's edge; "free", the earlier decoder that may shade anywhere inside the disc
-  # (what a model saved before this field was made with).
-  appearance: str = dataclasses.field(default="edge", metadata={ABSENT: "free"})
+  # How the decoder draws a droplet (model.decoder.DropletOpticsModel): "free" may shade
+  # anywhere inside the disc, so calibration corrects its radii (calibrate.outline, the
+  # edge map); "edge" (opt-in, issue 25): r is the droplet's edge, no correction.
+  appearance: str = "free"
   # Droplets' edges darker ("dark", bright-field) or brighter ("bright") than the
   # background (appearance "edge").
   contrast: str = "dark"
@@ -247,9 +247,9 @@ class CalibrateConfig:
   # often); "area", each level as often as the image area it covers (training.wake).
   wake_samples: int = 1  # Catalog samples from q per crop and step.
   refit_prior: bool = True
-  # For the earlier decoder (model.appearance "free"), whose r is not the droplet's edge;
-  # with "edge" the likelihood places the edge, and both stay off.
-  outline: bool = False  # Search where the images put droplets' outlines: the wake
+  # For the decoder whose r is not the droplet's edge (model.appearance "free"); with
+  # "edge" the likelihood places the edge: set outline=false and polish_steps=0.
+  outline: bool = True  # Search where the images put droplets' outlines: the wake
   # holds the decoder's edge sharp, then one radius scale s of the reads is chosen by the
   # held-out RMSE of the overlap-resolved point render, each candidate's decoder refitted
   # for outline_steps wake steps (training.outline); the sleep stage then teaches the
@@ -263,7 +263,7 @@ class CalibrateConfig:
   larger_floor: float = 0.05  # The refit's least area share of each layer of larger
   # droplets: the encoder must keep learning to leave larger droplets to the coarser
   # pyramid levels, even when the calibration images show none at their scale.
-  polish_steps: int = 0  # At most, after the last round's sleep stage: the decoder,
+  polish_steps: int = 5000  # At most, after the last round's sleep stage: the decoder,
   # its edge free, fitted to the fitted images as their point catalog renders them,
   # stopped early on the held-out ones (training.polish); 0 leaves the decoder as the
   # last wake stage made it. A finished run continued with more rounds starts its next

@@ -61,7 +61,7 @@ def _inputs(key, n, *, channels, types, radius_range, background_range, reach):
 
 def fit_decoder(key, *, channels=3, types=3, hidden=(64, 32, 16), reach=2.0,
                 radius_range=(1.0, 8.0), background_range=(-0.5, 1.5), steps=20000,
-                batch=4096, lr=3e-3, appearance="edge"):
+                batch=4096, lr=3e-3, appearance="free"):
   """Fits the optics decoder (``DropletOpticsModel`` of the given appearance) to the
   analytic droplet (``analytic``).
 

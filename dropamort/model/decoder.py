@@ -31,13 +31,12 @@ SHARP_EDGE_PX = 0.1  # The edge a calibration that searches the outline holds (`
 RING_INIT_PX = 1.5  # Width of the band inside the edge whose contrast is held (``edge``).
 RING_MIN_PX = 0.5  # The band is never narrower than this.
 RING_CONTRAST = 0.2  # Least contrast (decoder units, pre-sigmoid) of that band.
-APPEARANCES = ("edge", "free")
 CONTRASTS = {"dark": -1.0, "bright": 1.0}
 
 
 class DropletOpticsModel(nn.Module):
   """Pixel value from its nearest droplet: the seed's per-pixel MLP, its output bounded
-  relative to r so that r is the droplet's edge (``appearance="edge"``).
+  relative to r so that r is the droplet's edge with ``appearance="edge"``.
 
   Inputs per pixel: background (C, pre-sigmoid), dx and dy (offset from the droplet
   centre divided by its radius), the radius r (px) and the composition (T); the MLP also
@@ -57,8 +56,9 @@ class DropletOpticsModel(nn.Module):
   background before d = 1 (and so made every r too large) cannot, and nothing but the
   blur of the point-spread width reaches beyond d = 1, so r cannot be made too small
   either: the blur mixes intensities, so a strong shading cannot push the visible edge
-  outwards. ``appearance="free"`` is the earlier decoder, kept to read models made with
-  it: ``sigmoid(background + disc · taper · m)``, no band and the blur in decoder units,
+  outwards. ``appearance="free"`` (still the default: on the condensation set the
+  "edge" decoder scores lower, docs/benchmarks.md, issue 25) is the earlier decoder:
+  ``sigmoid(background + disc · taper · m)``, no band and the blur in decoder units,
   so the MLP may fade the droplet anywhere inside the disc, or paint it beyond d = 1 by
   shading harder, and r is not its edge.
   """
@@ -66,7 +66,7 @@ class DropletOpticsModel(nn.Module):
   channels: int = 3
   hidden: Sequence[int] = (64, 32, 16)
   reach: float = 2.0
-  appearance: str = "edge"
+  appearance: str = "free"
   contrast: str = "dark"
 
   @nn.compact
@@ -128,7 +128,7 @@ def bind(module: DropletOpticsModel, params):
 
 
 def init_params(key, channels: int, types: int, hidden: Sequence[int],
-                appearance: str = "edge"):
+                appearance: str = "free"):
   """Randomly initialized decoder parameters (a plain pytree)."""
   # reach and contrast shape no parameter.
   module = DropletOpticsModel(channels=channels, hidden=tuple(hidden), appearance=appearance)
@@ -146,7 +146,7 @@ def save_params(params, path: str) -> None:
 
 
 def load_params(path: str, channels: int, types: int, hidden: Sequence[int],
-                appearance: str = "edge"):
+                appearance: str = "free"):
   """Reads decoder parameters and checks them against the configured shapes.
 
   Args:

@@ -65,7 +65,7 @@ def test_the_band_inside_the_edge_keeps_its_contrast(key, contrast):
   the background by at least RING_CONTRAST in the configured direction (decoder units),
   so no decoder can fade a droplet out before its edge."""
   sign = D.CONTRASTS[contrast]
-  module = D.DropletOpticsModel(channels=3, contrast=contrast)
+  module = D.DropletOpticsModel(channels=3, appearance="edge", contrast=contrast)
   n = 400
   ks = jax.random.split(key, 4)
   bg = jax.random.uniform(ks[0], (n, 3), minval=-1, maxval=1)
@@ -73,7 +73,7 @@ def test_the_band_inside_the_edge_keeps_its_contrast(key, contrast):
   r = jnp.full((n,), 40.0)
   d = 1 - 0.5 / 40  # Half a pixel inside the edge.
   for i in range(3):  # Random decoders, the MLP's output pushed either way.
-    params = D.init_params(jax.random.fold_in(ks[2], i), 3, 3, (64, 32, 16))
+    params = D.init_params(jax.random.fold_in(ks[2], i), 3, 3, (64, 32, 16), "edge")
     params = {**params, "Dense_3": {"kernel": 5 * params["Dense_3"]["kernel"],
                                     "bias": jnp.full((3,), -sign * 3.0 * i)},
               "edge": D.edge_raw(0.1)}
@@ -92,7 +92,7 @@ def test_the_band_inside_the_edge_keeps_its_contrast(key, contrast):
 
 
 def test_architecture_is_the_seeds_widened(key):
-  params = D.init_params(key, channels=3, types=3, hidden=(64, 32, 16))
+  params = D.init_params(key, channels=3, types=3, hidden=(64, 32, 16), appearance="edge")
   shapes = {k: v["kernel"].shape for k, v in params.items() if k.startswith("Dense")}
   # Inputs: background (3), dx, dy, d, r, composition (3).
   assert shapes == {"Dense_0": (10, 64), "Dense_1": (64, 32), "Dense_2": (32, 16),

@@ -57,8 +57,8 @@ def fit(loss, start, steps, lr):
                                         ((16.0, 30.0), 110), ((60.0,), 132),
                                         ((100.0,), 212)])
 def test_radii_fitted_back_from_the_pixels(key, radii, size):
-  params = D.load_params("default", 3, 3, (64, 32, 16))
-  decode = D.bind(D.DropletOpticsModel(), params)
+  params = D.load_params("default", 3, 3, (64, 32, 16), "edge")
+  decode = D.bind(D.DropletOpticsModel(appearance="edge"), params)
   radii = np.asarray(radii)
   pos, comp, bg = scene(radii, size)
   image = render(decode, pos, jnp.asarray(radii), comp, bg, size)
