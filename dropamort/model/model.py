@@ -79,14 +79,13 @@ def droplet_model(cfg: ModelConfig, prior: Prior, decoder_params=None, images_BH
 
 
 def image_likelihood(cfg: ModelConfig, decoder, noise_sigma, catalog: Catalog, larger=(),
-                     images_BHWC=None, mask_BHW=None):
+                     images_BHWC=None):
   """The model's ``image`` site: the catalog rendered by the decoder, Normal pixel noise.
 
-  The one likelihood of the project: ``droplet_model`` ends with it, SVI refinement
-  conditions it, and the wake's objective (``objective.expected_log_likelihood``) is its
-  log density. ``decoder`` is the decoder's parameters, or (inside ``droplet_model`` with
-  random weights) the bound random module. ``mask_BHW`` (bool) leaves pixels out, as
-  ``numpyro.handlers.mask`` would: a masked pixel adds nothing to the log density.
+  ``droplet_model`` ends with it and SVI refinement conditions it; the wake's objective
+  (``objective.expected_log_likelihood``) equals its log density with the unscored pixels
+  masked (tests/test_one_likelihood.py). ``decoder`` is the decoder's parameters, or
+  (inside ``droplet_model`` with random weights) the bound random module.
   """
   if callable(decoder):
     mean_BHWC = render_catalog(cfg, decoder, catalog, larger)
@@ -94,7 +93,5 @@ def image_likelihood(cfg: ModelConfig, decoder, noise_sigma, catalog: Catalog, l
     items = tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
     mean_BHWC = _compiled_renderer(items)(decoder, catalog, tuple(larger))
   noise = dist.Normal(mean_BHWC, noise_sigma)
-  if mask_BHW is not None:
-    noise = noise.mask(jnp.broadcast_to(mask_BHW[..., None], mean_BHWC.shape))
   with numpyro.plate("image_batch", mean_BHWC.shape[0], dim=-1):
     return numpyro.sample("image", noise.to_event(3), obs=images_BHWC)
