@@ -74,16 +74,15 @@ def timed_training(cfg, seconds: float, run_dir: str):
 
 def inference_figures(cfg, state, sizes, batch: int, repeats: int) -> dict:
   from dropamort.inference.predictor import Predictor
-  from dropamort.pyramid import build_pyramid, plan_levels
+  from dropamort.pyramid import read
 
   predictor = Predictor(cfg, state.params, state.decoder_params, prior=state.prior)
   rng = np.random.default_rng(0)
   out = {}
   for h, w in sizes:
     image = rng.random((h, w, 3)).astype(np.float32)
-    levels = len(plan_levels(h, w, cfg.model))
     out[f"single_pass_ms_{h}x{w}"] = round(median_ms(
-        lambda im: predictor.posteriors(build_pyramid(im, levels)), image,
+        lambda im: [lr.posterior for lr in read(predictor.posteriors, [im], cfg.model)[0]], image,
         repeats=repeats, warmup=1), 2)
   h, w = sizes[0]
   images = [rng.random((h, w, 3)).astype(np.float32) for _ in range(batch)]

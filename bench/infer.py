@@ -28,7 +28,7 @@ from dropamort.config import InferConfig  # noqa: E402
 from dropamort.data.images import read_image, resize  # noqa: E402
 from dropamort.datasets import store  # noqa: E402
 from dropamort.inference.refine import refine_result  # noqa: E402
-from dropamort.pyramid import build_pyramid, plan_levels  # noqa: E402
+from dropamort.pyramid import read  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "example.jpg")
 
@@ -57,9 +57,9 @@ def main():
 
   out = {"image": [380, 507, 3]}
   # Single pass: the encoder on every pyramid level infer.py reads (the base alone too).
-  levels = plan_levels(380, 507, reader.cfg.model)
-  pyramid = lambda im: reader.predictor.posteriors(build_pyramid(im, len(levels)))
-  out["pyramid_levels"] = len(levels)
+  pyramid = lambda im: [lr.posterior for lr in read(reader.predictor.posteriors, [im],
+                                                     reader.cfg.model)[0]]
+  out["pyramid_levels"] = len(pyramid(image))
   out["single_pass_ms"] = round(median_ms(pyramid, image, repeats=args.repeats), 2)
   out["base_level_ms"] = round(median_ms(reader.predictor.posterior, image,
                                          repeats=args.repeats), 2)

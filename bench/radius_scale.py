@@ -27,12 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
 
 from dropamort import checkpoint  # noqa: E402
-from dropamort.encoder.cnn import make_encoder  # noqa: E402
 from dropamort.model.decoder import edge_width, sharp  # noqa: E402
 from dropamort.training import outline  # noqa: E402
 from dropamort.training.real import RealImages  # noqa: E402
 from dropamort.training.state import make_wake_optimizer  # noqa: E402
-from dropamort.training.step import make_posterior_fn  # noqa: E402
+from dropamort.inference.predictor import Predictor  # noqa: E402
 from dropamort.training.wake import WakeViews  # noqa: E402
 
 
@@ -47,12 +46,12 @@ def main():
   if cfg.data.real is None:
     sys.exit(f"{args.checkpoint}: not a calibrated run (no data.real)")
   m, c, thr = cfg.model, cfg.calibrate, cfg.trainer.threshold
-  posterior_fn = make_posterior_fn(make_encoder(cfg.encoder, m))
+  posteriors = Predictor(cfg, saved.params, saved.decoder_params).posteriors
   real = RealImages(cfg.data, m, c)
   size = c.wake_crop // m.cell
-  views = WakeViews(real.views(real.read(posterior_fn, saved.params, real.fitted[::2]), thr),
+  views = WakeViews(real.views(real.read(posteriors, real.fitted[::2]), thr),
                     size, m.reach_cells, m.cell)
-  read_held = real.read(posterior_fn, saved.params, real.held_out)
+  read_held = real.read(posteriors, real.held_out)
   tx = make_wake_optimizer(c.wake_lr)
   log_sigma = jnp.log(saved.prior.noise_sigma)
   steps = {held: outline.make_refit_step(m, tx, size=size, samples=c.wake_samples,

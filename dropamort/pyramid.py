@@ -1,6 +1,11 @@
-"""Droplets of every size in one image: the encoder on an image pyramid.
+"""The one reader: images read by the encoder through an image pyramid (``read``), in
+tiles and batches (``Encoding``), and what is read from every level: candidates with
+overlaps resolved (``merged_candidates``), the point catalog (``point_mask``) and the
+render (``render_levels``). Inference, calibration, ``evaluate.py`` and the benchmarks all
+read through it; no other module builds a pyramid or tiles an image
+(tests/test_one_reader.py).
 
-The encoder reads droplets whose radius lies in the model's band [radius_min, radius_max]
+Droplets of every size in one image. The encoder reads droplets whose radius lies in the model's band [radius_min, radius_max]
 (1–8 px by default) and was trained with larger droplets around that it must not
 catalogue. An image pyramid (each level half the size of the one below, by 2 × 2
 averaging, so level k's pixel (i, j) is exactly base pixels [2^k i, 2^k (i+1)) ×
@@ -32,12 +37,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 from scipy.spatial import cKDTree
 
 from dropamort.config import ModelConfig
 from dropamort.encoder.posterior import CatalogPosterior
+from dropamort.parallel import AXIS, batch_mesh
 from dropamort.model.reconstruct import decoder_inputs, reconstruct
 from dropamort.schema import LEVEL
 
@@ -88,6 +96,143 @@ def build_pyramid(image_HWC: np.ndarray, n: int) -> list[np.ndarray]:
     im = np.pad(im, [(0, h % 2), (0, w % 2), (0, 0)], mode="edge")
     out.append(im.reshape(im.shape[0] // 2, 2, im.shape[1] // 2, 2, -1).mean((1, 3)))
   return out
+
+
+def pad_to_cells(image_HWC: np.ndarray, cell: int, at_least: int = 0) -> np.ndarray:
+  """Edge-pads an image to whole cells, and each side to at least ``at_least`` px."""
+  h, w = image_HWC.shape[:2]
+  ph, pw = max(-(-h // cell) * cell, at_least), max(-(-w // cell) * cell, at_least)
+  return np.pad(image_HWC, [(0, ph - h), (0, pw - w), (0, 0)], mode="edge")
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+  tile: int = 512  # Tile side in pixels (a multiple of the cell size).
+  overlap: int = 8  # Context cells kept around each tile's owned region.
+  batch: int = 4  # Tiles per encoder call.
+
+
+def tile_starts(n_cells: int, tile: int, overlap: int) -> np.ndarray:
+  """Start cells of tiles of ``tile`` cells covering ``n_cells`` (the last aligned to the end)."""
+  if n_cells <= tile:
+    return np.zeros(1, int)
+  stride = max(1, tile - 2 * overlap)
+  n = int(np.ceil((n_cells - tile) / stride)) + 1
+  return np.minimum(np.arange(n) * stride, n_cells - tile)
+
+
+def owned_ranges(n_cells: int, starts: np.ndarray, tile: int) -> list[tuple[int, int]]:
+  """For each tile, the contiguous range of cells for which it is the most central tile:
+  every cell is taken from the tile where it has the most context."""
+  centres = starts + tile / 2
+  owner = np.argmin(np.abs(np.arange(n_cells)[None, :] + 0.5 - centres[:, None]), axis=0)
+  ranges = []
+  for i in range(len(starts)):
+    idx = np.flatnonzero(owner == i)
+    ranges.append((int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0))
+  return ranges
+
+
+_CELL_FIELDS = [f.name for f in dataclasses.fields(CatalogPosterior)]
+
+
+class Encoding:
+  """The encoder as the reader calls it: ``posteriors(params, images)``, one jitted
+  function for every caller. Images whose padded shapes agree share calls of up to
+  ``batch`` images; an image larger than a tile is cut into overlapping tiles (each cell
+  taken from the tile where it is most central, so with at least ``plan.overlap`` cells of
+  context), so memory is bounded by the tile size; with several devices each call's batch
+  is split over them (a 1-D ``jax.sharding`` mesh; the caller places the parameters on
+  every device, ``parallel.replicate(params, encoding.mesh)``).
+  """
+
+  def __init__(self, encoder, cell: int, plan: TilePlan = TilePlan(), devices=None):
+    self.cell, self.plan = cell, plan
+    devices = list(jax.local_devices() if devices is None else devices)
+    self.mesh = batch_mesh(len(devices), devices) if len(devices) > 1 else None
+    self._encode = jax.jit(lambda p, x: encoder.apply({"params": p}, x))
+
+  @property
+  def devices(self) -> int:
+    return 1 if self.mesh is None else self.mesh.size
+
+  def encode(self, params, batch_BHWC: np.ndarray) -> CatalogPosterior:
+    """The encoder on a batch, split over the devices (padded to a multiple of their
+    count with copies of the last image). The result is gathered onto the default device,
+    where the rest of reading (tables, refinement) runs."""
+    n = len(batch_BHWC)
+    if self.mesh is None:
+      return self._encode(params, jnp.asarray(batch_BHWC))
+    extra = -n % self.mesh.size
+    if extra:
+      batch_BHWC = np.concatenate([batch_BHWC, np.repeat(batch_BHWC[-1:], extra, 0)])
+    x = jax.device_put(batch_BHWC, NamedSharding(self.mesh, P(AXIS)))
+    post = self._encode(params, x)
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[:n]), post)
+
+  def pad(self, image_HWC: np.ndarray) -> np.ndarray:
+    """Edge-pads to whole cells (and to at least one tile when tiling)."""
+    c, t = self.cell, self.plan.tile
+    h, w = image_HWC.shape[:2]
+    tiled = -(-h // c) * c > t or -(-w // c) * c > t
+    return pad_to_cells(image_HWC, c, t if tiled else 0)
+
+  def posteriors(self, params, images: list[np.ndarray], batch: int = 8) -> list[CatalogPosterior]:
+    """q(catalog | image) of each image on its padded cell grid (batches of one)."""
+    padded = [self.pad(np.asarray(im, np.float32)) for im in images]
+    out: list = [None] * len(images)
+    groups: dict = {}
+    for k, im in enumerate(padded):
+      if max(im.shape[:2]) > self.plan.tile:
+        out[k] = self._tiled(params, im)
+      else:
+        groups.setdefault(im.shape, []).append(k)
+    for group in groups.values():
+      for b in range(0, len(group), batch):
+        ks = group[b:b + batch]
+        post = self.encode(params, np.stack([padded[k] for k in ks]))
+        for i, k in enumerate(ks):
+          out[k] = jax.tree.map(lambda a, i=i: a[i:i + 1], post)
+    return out
+
+  def _tiled(self, params, padded: np.ndarray) -> CatalogPosterior:
+    c, t = self.cell, self.plan.tile // self.cell
+    gy, gx = padded.shape[0] // c, padded.shape[1] // c
+    sy, sx = tile_starts(gy, t, self.plan.overlap), tile_starts(gx, t, self.plan.overlap)
+    ry, rx = owned_ranges(gy, sy, t), owned_ranges(gx, sx, t)
+    jobs = [(i, j) for i in range(len(sy)) for j in range(len(sx))]
+    batch = -(-self.plan.batch // self.devices) * self.devices  # Whole tiles per device.
+    out = None
+    for b in range(0, len(jobs), batch):
+      chunk = jobs[b:b + batch]
+      tiles = np.stack([padded[sy[i] * c:(sy[i] + t) * c, sx[j] * c:(sx[j] + t) * c]
+                        for i, j in chunk])
+      if len(chunk) < batch:  # Keep one compiled shape.
+        tiles = np.concatenate([tiles, np.repeat(tiles[-1:], batch - len(chunk), 0)])
+      post = jax.tree.map(np.asarray, self.encode(params, tiles))
+      if out is None:
+        out = jax.tree.map(lambda a: np.zeros((1, gy, gx) + a.shape[3:], a.dtype), post)
+      for k, (i, j) in enumerate(chunk):
+        (y0, y1), (x0, x1) = ry[i], rx[j]
+        src = (k, slice(y0 - sy[i], y1 - sy[i]), slice(x0 - sx[j], x1 - sx[j]))
+        for name in _CELL_FIELDS:
+          getattr(out, name)[0, y0:y1, x0:x1] = getattr(post, name)[src]
+    return jax.tree.map(jnp.asarray, out)
+
+
+def read(posteriors, images: list[np.ndarray], model: ModelConfig,
+         max_levels: int | None = None) -> list[list["LevelResult"]]:
+  """Every image read at every level of its pyramid (``plan_levels``, ``build_pyramid``):
+  ``posteriors(level images) -> their posteriors`` is called once for all levels of all
+  images (``Encoding.posteriors`` with the parameters bound, so levels of one shape
+  share encoder calls)."""
+  pyramids = []
+  for image in images:
+    levels = plan_levels(*image.shape[:2], model, max_levels)
+    pyramids.append((levels, build_pyramid(image, len(levels))))
+  posts = iter(posteriors([im for _, ims in pyramids for im in ims]))
+  return [[LevelResult(lv, im, next(posts)) for lv, im in zip(levels, ims)]
+          for levels, ims in pyramids]
 
 
 def level_candidates(table: dict, level: Level, height: int, width: int) -> dict:

@@ -19,8 +19,7 @@ from dropamort.inference.catalog_table import at_edge, droplet_table, summarize
 from dropamort.inference.predictor import Predictor, TilePlan
 from dropamort.inference.stats import catalogs, draw, lab_summary
 from dropamort.model.prior import IDENTITY_EDGE, edge_factor
-from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
-                               point_mask, render_levels)
+from dropamort.pyramid import LevelResult, merged_candidates, point_mask, read, render_levels
 
 
 @dataclasses.dataclass
@@ -71,19 +70,15 @@ class DropletReader:
     encoder calls of at most ``options.batch`` images, split over all local devices."""
     t0 = time.perf_counter()
     scale = self.base_scale(options)
-    pyramids, sizes = [], []
+    bases = []
     for image in images:
       image = np.asarray(image, np.float32)
       if image.ndim != 3 or image.shape[-1] != self.cfg.model.channels:
         raise ValueError(f"image must be (H, W, {self.cfg.model.channels}), got {image.shape}")
-      sizes.append(image.shape[:2])
-      base = resize(image, scale)
-      levels = plan_levels(*base.shape[:2], self.cfg.model, options.levels)
-      pyramids.append((levels, build_pyramid(base, len(levels))))
-    flat = [im for _, ims in pyramids for im in ims]
-    posteriors = iter(self.predictor.posteriors(flat, batch=options.batch))
-    per_image = [[LevelResult(lv, im, next(posteriors)) for lv, im in zip(levels, ims)]
-                 for levels, ims in pyramids]
+      bases.append(resize(image, scale))
+    sizes = [np.shape(im)[:2] for im in images]
+    per_image = read(lambda ims: self.predictor.posteriors(ims, batch=options.batch), bases,
+                     self.cfg.model, options.levels)
     jax.block_until_ready([r.posterior for rs in per_image for r in rs])
     t_pass = (time.perf_counter() - t0) / max(len(images), 1)  # Per image, batch shared.
     return [self._result(levels, size, t_pass, options)

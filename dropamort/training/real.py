@@ -23,17 +23,10 @@ from dropamort.data.images import find_images
 from dropamort.data.real import load_real, split_holdout
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.training.misfit import bootstrap_widen
-from dropamort.pyramid import (LevelResult, build_pyramid, merged_candidates, plan_levels,
-                               point_mask, render_levels)
+from dropamort.pyramid import LevelResult, merged_candidates, point_mask, read, render_levels
 
 COVER = 1.25  # Pixels within this many radii of a larger droplet are left out.
 OFF_LOGIT = -30.0
-
-
-def pad_to_cells(image_HWC: np.ndarray, cell: int) -> np.ndarray:
-  """Edge-pads an image to whole cells."""
-  h, w = image_HWC.shape[:2]
-  return np.pad(image_HWC, [(0, -h % cell), (0, -w % cell), (0, 0)], mode="edge")
 
 
 @dataclasses.dataclass
@@ -60,17 +53,12 @@ class RealImages:
         f"name (data.max_images={data.max_images}; null for all)")
     self.fitted, self.held_out = split_holdout(images, calibrate.holdout, crop)
     self.model = model
-    self.levels = lambda im: plan_levels(*im.shape[:2], model)
 
-  def read(self, posterior_fn, params, images) -> list[list[LevelResult]]:
-    """The encoder's posterior of every level of every image."""
-    out = []
-    for image in images:
-      levels = self.levels(image)
-      pyramid = build_pyramid(image, len(levels))
-      out.append([LevelResult(lv, im, posterior_fn(params, pad_to_cells(im, self.model.cell)[None]))
-                  for lv, im in zip(levels, pyramid)])
-    return out
+  def read(self, posteriors, images) -> list[list[LevelResult]]:
+    """Every level of every image read as inference reads it (``pyramid.read``):
+    ``posteriors(level images)`` is the encoder's (``pyramid.Encoding.posteriors`` with
+    the state's parameters bound: tiled, batched) or a stand-in's (LoG blobs)."""
+    return read(posteriors, images, self.model)
 
   def views(self, read: list[list[LevelResult]], threshold: float) -> list[View]:
     """Every level of every image as a wake view (see ``View``)."""
@@ -99,13 +87,13 @@ class RealImages:
     return {"real_rmse": math.sqrt(sq / n), "flat_rmse": math.sqrt(flat / n),
             "count_per_image": count / len(self.held_out)}
 
-  def widen(self, posterior_fn, params, decoder_params, threshold: float,
+  def widen(self, posteriors, decoder_params, threshold: float,
             rng: np.random.Generator, points) -> tuple[np.ndarray, int]:
     """The posterior widening factors for x, y, log r that the held-out images' own
     residuals call for (``dropamort.training.misfit``; ``points`` are their first reads),
     and the droplets they rest on."""
-    read = lambda image: self.points(
-        decoder_params, self.read(posterior_fn, params, [image])[0], threshold)
+    read = lambda image: self.points(decoder_params, self.read(posteriors, [image])[0],
+                                     threshold)
     return bootstrap_widen(read, self.held_out, points, rng)
 
 

@@ -28,6 +28,7 @@ from dropamort.errors import UserError
 from dropamort.model.decoder import edge_width, load_params, sharp
 from dropamort.model.prior import IDENTITY_EDGE, is_identity
 from dropamort.parallel import batch_mesh, replicate
+from dropamort.pyramid import Encoding, pad_to_cells
 from dropamort.training import outline, polish
 from dropamort.training.bootstrap import blob_posterior, log_blobs
 from dropamort.training.edge import edge_map
@@ -100,7 +101,10 @@ class Trainer:
     encoder = make_encoder(cfg.encoder, m)
     self.mesh = batch_mesh(t.batch_size) if t.data_parallel and jax.device_count() > 1 else None
     self.sleep_step = make_sleep_step(m, encoder, self.tx, t.batch_size, self.mesh)
-    self.posterior_fn = make_posterior_fn(encoder)
+    self.posterior_fn = make_posterior_fn(encoder)  # Simulated validation batches.
+    # Real images are read as inference reads them: pyramid, tiles, batches (on one
+    # device; the state's parameters may be replicated over the training mesh).
+    self.encoding = Encoding(encoder, m.cell, devices=jax.local_devices()[:1])
     # The one validation set: the configured model and decoder, fixed for the whole run.
     self.val_images, self.val_catalog = validation_set(
         m, load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden, m.appearance),
@@ -337,7 +341,7 @@ class Trainer:
     bootstrap = False
     if int(state.round) == 1:
       m, thr = self.cfg.model, self.cfg.trainer.threshold
-      read = self.real.read(self.posterior_fn, state.params, self.real.fitted)
+      read = self.real.read(self._encoder(state), self.real.fitted)
       found = sum(int(np.sum(lv[0].posterior.p_BYX > thr)) for lv in read)
       blobs = sum(len(log_blobs(im, m.radius_max)[0]) for im in self.real.fitted)
       bootstrap = found < self.cfg.calibrate.min_found * blobs
@@ -356,9 +360,14 @@ class Trainer:
     blobs of the band at each level."""
     m = self.cfg.model
     if not bool(state.bootstrap):
-      return self.real.read(self.posterior_fn, state.params, images)
-    blob = lambda _, batch: blob_posterior(batch[0], m.cell, m.radius_max, m.types)
-    return self.real.read(blob, None, images)
+      return self.real.read(self._encoder(state), images)
+    blobs = lambda ims: [blob_posterior(pad_to_cells(im, m.cell), m.cell, m.radius_max, m.types)
+                         for im in ims]
+    return self.real.read(blobs, images)
+
+  def _encoder(self, state):
+    """The encoder of ``state`` as the reader calls it (``pyramid.Encoding``)."""
+    return lambda images: self.encoding.posteriors(state.params, images)
 
   def _wake_views(self, state):
     """(fitted crops sampler, held-out crops judge, held-out reads) of this round."""
@@ -405,13 +414,13 @@ class Trainer:
     record = None
     if self.real is not None:
       thr = self.cfg.trainer.threshold
-      read_held = self.real.read(self.posterior_fn, state.params, self.real.held_out)
+      read_held = self.real.read(self._encoder(state), self.real.held_out)
       points = [self.real.points(state.decoder_params, levels, thr) for levels in read_held]
       rng = np.random.default_rng(np.asarray(jax.random.key_data(
           jax.random.fold_in(self.keys["widen"], r))))
       # The bootstrap's residual is the one of the decoder the encoder was trained with.
-      widen, found = self.real.widen(self.posterior_fn, state.params, state.decoder_params,
-                                     thr, rng, points)
+      widen, found = self.real.widen(self._encoder(state), state.decoder_params, thr, rng,
+                                     points)
       (a, b, r0), measured = edge_map(self.real.held_out, [table for table, _ in points])
       scale = self.cfg.data.scale  # The map goes to the original images' pixels.
       edge = IDENTITY_EDGE if is_identity((a, b, r0)) else (a, b / scale, r0 / scale)
@@ -452,7 +461,7 @@ class Trainer:
     m, thr, r = self.cfg.model, self.cfg.trainer.threshold, int(state.round)
     key = jax.random.fold_in(self.keys["polish"], r)
     self.say(f"round {r}: polishing the decoder on the point catalogs of the fitted images")
-    fitted = (self.real.fitted, self.real.read(self.posterior_fn, state.params, self.real.fitted))
+    fitted = (self.real.fitted, self.real.read(self._encoder(state), self.real.fitted))
     params, rows = self._until_sigterm(
         state, lambda stop: polish.polish(
             m, state.decoder_params, fitted, (self.real.held_out, read_held), thr, key,

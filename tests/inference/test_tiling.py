@@ -3,7 +3,7 @@ import numpy as np
 
 from dropamort.config import EncoderConfig, ModelConfig, TrainConfig
 from dropamort.inference.predictor import Predictor, TilePlan
-from dropamort.inference.tiling import owned_ranges, tile_starts
+from dropamort.pyramid import owned_ranges, tile_starts
 from dropamort.model.decoder import load_params
 from dropamort.encoder.cnn import make_encoder
 
