@@ -51,7 +51,7 @@ def expected_log_likelihood(decoder_params, log_sigma, key, posterior: CatalogPo
   weights = 1.0 if weights_BHW is None else weights_BHW[..., None]
 
   def one(catalog):
-    mean = render_catalog(cfg, decode, catalog)[:, a:a + h, a:a + w]
+    mean = render_catalog(cfg, decode, catalog, window=(a, h, w))  # The halo unrendered.
     resid = (images_BHWC - mean) / sigma
     ll = -0.5 * resid**2 - log_sigma - 0.5 * jnp.log(2 * jnp.pi)
     return jnp.sum(weights * ll, axis=(1, 2, 3))

@@ -34,11 +34,12 @@ def interpolate(values_BYXC, rows, cols):
   return v[:, :, c0] * (1 - wc)[None, None, :, None] + v[:, :, c1] * wc[None, None, :, None]
 
 
-def pixel_background(background_BYXC, cell: int, height: int, width: int):
+def pixel_background(background_BYXC, cell: int, height: int, width: int, origin: int = 0):
   """The per-pixel background (B, height, width, C) of per-cell values: cell (a, b)'s value
-  sits at its centre ((a + 0.5)·cell, (b + 0.5)·cell)."""
-  rows = (jnp.arange(height, dtype=jnp.float32) + 0.5) / cell - 0.5
-  cols = (jnp.arange(width, dtype=jnp.float32) + 0.5) / cell - 0.5
+  sits at its centre ((a + 0.5)·cell, (b + 0.5)·cell); the pixels of the window that
+  starts ``origin`` px from the grid's top-left corner."""
+  rows = (jnp.arange(height, dtype=jnp.float32) + 0.5 + origin) / cell - 0.5
+  cols = (jnp.arange(width, dtype=jnp.float32) + 0.5 + origin) / cell - 0.5
   return interpolate(background_BYXC, rows, cols)
 
 

@@ -33,10 +33,12 @@ def scene_layers(cfg: ModelConfig, catalog: Catalog, larger=()) -> list[Layer]:
   return layers
 
 
-def render_catalog(cfg: ModelConfig, decode, catalog: Catalog, larger=()):
-  """Noise-free images of a batch of scenes on ``cfg``'s canvas (local renderer)."""
-  return render_layers(decode, scene_layers(cfg, catalog, larger), height=cfg.height,
-                       width=cfg.width, reach=cfg.reach)
+def render_catalog(cfg: ModelConfig, decode, catalog: Catalog, larger=(), *, window=None):
+  """Noise-free images of a batch of scenes on ``cfg``'s canvas (local renderer); with
+  ``window`` = (origin, height, width) px only that window of it (``render_layers``)."""
+  origin, height, width = (0, cfg.height, cfg.width) if window is None else window
+  return render_layers(decode, scene_layers(cfg, catalog, larger), height=height,
+                       width=width, reach=cfg.reach, origin=origin)
 
 
 @functools.lru_cache(maxsize=32)

@@ -40,8 +40,9 @@ def shade(decode, bg_PC, d2_P, dx_P, dy_P, r_P, comp_PT, reach: float):
   return jnp.where(near_P[:, None], value_PC, jax.nn.sigmoid(bg_PC))
 
 
-def _nearest_local(catalog: Catalog, *, cell: int, k: int):
-  """Nearest droplet of every pixel among the (2k+1)² cells around the pixel's cell.
+def _nearest_local(catalog: Catalog, *, cell: int, k: int, inner: int = 0):
+  """Nearest droplet of every pixel among the (2k+1)² cells around the pixel's cell, for
+  the pixels of the grid's cells ``inner`` cells or more from its border.
 
   Loops over the window offsets rather than materializing all candidates at once: each
   step is an elementwise pass over the images, which XLA vectorizes well (about 5x faster
@@ -49,23 +50,25 @@ def _nearest_local(catalog: Catalog, *, cell: int, k: int):
 
   Returns:
     (idx_BYUXV, d2_BYUXV): flat index into the k-padded grid (B·F) of the nearest droplet,
-    and its normalized squared distance (inf where no droplet is in the window).
+    and its normalized squared distance (inf where no droplet is in the window); Y, X
+    run over the inner cells.
   """
   b = catalog.on_BYX.shape[0]
-  gy, gx = catalog.grid_shape
+  fy, fx = catalog.grid_shape  # The whole grid, k-padded below.
+  gy, gx = fy - 2 * inner, fx - 2 * inner  # The cells whose pixels are wanted.
   centres_BYX2 = catalog.centres_BYX2(cell)
   pad = lambda a, v: jnp.pad(a, [(0, 0), (k, k), (k, k)], constant_values=v)
   on_p, r_p = pad(catalog.on_BYX, False), pad(catalog.radius_BYX, 1.0)
   x_p, y_p = pad(centres_BYX2[..., 0], 0.0), pad(centres_BYX2[..., 1], 0.0)
   u = jnp.arange(cell, dtype=jnp.float32)
-  py = (jnp.arange(gy)[:, None] * cell + u[None, :] + 0.5)[None, :, :, None, None]
-  px = (jnp.arange(gx)[:, None] * cell + u[None, :] + 0.5)[None, None, None, :, :]
+  py = ((jnp.arange(gy)[:, None] + inner) * cell + u[None, :] + 0.5)[None, :, :, None, None]
+  px = ((jnp.arange(gx)[:, None] + inner) * cell + u[None, :] + 0.5)[None, None, None, :, :]
   w = 2 * k + 1
 
   def visit(m, carry):
     d2min, best = carry
     window = lambda a: jax.lax.dynamic_slice(
-        a, (0, m // w, m % w), (b, gy, gx))[:, :, None, :, None]
+        a, (0, inner + m // w, inner + m % w), (b, gy, gx))[:, :, None, :, None]
     cx, cy, cr, con = window(x_p), window(y_p), window(r_p), window(on_p)
     d2 = jnp.where(con, ((px - cx) / cr) ** 2 + ((py - cy) / cr) ** 2, jnp.inf)
     closer = d2 < d2min  # Strict: ties keep the earlier candidate, as argmin does.
@@ -74,10 +77,10 @@ def _nearest_local(catalog: Catalog, *, cell: int, k: int):
   shape = (b, gy, cell, gx, cell)
   d2, m = jax.lax.fori_loop(
       0, w * w, visit, (jnp.full(shape, jnp.inf), jnp.zeros(shape, jnp.int32)))
-  rows = jnp.arange(gy)[None, :, None, None, None] + m // w
-  cols = jnp.arange(gx)[None, None, None, :, None] + m % w
+  rows = jnp.arange(gy)[None, :, None, None, None] + inner + m // w
+  cols = jnp.arange(gx)[None, None, None, :, None] + inner + m % w
   image = jnp.arange(b)[:, None, None, None, None]
-  return (image * (gy + 2 * k) + rows) * (gx + 2 * k) + cols, d2
+  return (image * (fy + 2 * k) + rows) * (fx + 2 * k) + cols, d2
 
 
 class Layer(NamedTuple):
@@ -108,20 +111,24 @@ def render_local(decode, catalog: Catalog, *, height: int, width: int, cell: int
                        width=width, reach=reach)
 
 
-def render_layers(decode, layers: list[Layer], *, height: int, width: int, reach: float):
+def render_layers(decode, layers: list[Layer], *, height: int, width: int, reach: float,
+                  origin: int = 0):
   """Renders catalogs of several scale layers into one image batch: each pixel takes the
   nearest droplet over all layers (the seed's rule across scales). The background is the
-  first layer's per-cell field.
+  first layer's per-cell field. ``origin`` (px, a multiple of every layer's cell): the
+  image is the window of ``height`` × ``width`` px starting ``origin`` px from the
+  catalogs' top-left corner (the wake's crop inside its halo), computed for its own pixels
+  only and equal to that window of the whole render.
 
   Returns:
     images_BHWC.
   """
   b = layers[0].catalog.on_BYX.shape[0]
-  out_PC = shade(decode, *layer_inputs(layers, height=height, width=width), reach)
-  return out_PC.reshape(b, height, width, -1)
+  inputs = layer_inputs(layers, height=height, width=width, origin=origin)
+  return shade(decode, *inputs, reach).reshape(b, height, width, -1)
 
 
-def layer_inputs(layers: list[Layer], *, height: int, width: int):
+def layer_inputs(layers: list[Layer], *, height: int, width: int, origin: int = 0):
   """What the decoder is asked at every pixel of ``render_layers``: the pixel's nearest
   droplet over all layers, and the decoder's inputs for it. None of it depends on the
   decoder, so a decoder can be fitted to fixed catalogs pixel by pixel (``shade``).
@@ -136,8 +143,11 @@ def layer_inputs(layers: list[Layer], *, height: int, width: int):
   d2s, rows = [], []
   for layer in layers:
     cat, cell, k = layer.catalog, layer.cell, layer.reach_cells
-    gy, gx = cat.grid_shape
-    idx, d2 = jax.lax.optimization_barrier(_nearest_local(cat, cell=cell, k=k))
+    if origin % cell:
+      raise ValueError(f"origin {origin} px is not a whole number of {cell} px cells")
+    inner = origin // cell
+    gy, gx = (n - 2 * inner for n in cat.grid_shape)
+    idx, d2 = jax.lax.optimization_barrier(_nearest_local(cat, cell=cell, k=k, inner=inner))
     crop = lambda a: a.reshape(b, gy * cell, gx * cell)[:, :height, :width].reshape(-1)
     # One gather of packed rows (x, y, r, decoder r, composition) is cheaper than several.
     attrs_BYXA = jnp.concatenate([cat.centres_BYX2(cell), cat.radius_BYX[..., None],
@@ -152,12 +162,12 @@ def layer_inputs(layers: list[Layer], *, height: int, width: int):
     closer = d2 < d2_P
     d2_P, chosen_PA = jnp.where(closer, d2, d2_P), jnp.where(closer[:, None], row, chosen_PA)
   first = layers[0]
-  py, px = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32) + 0.5,
-                        jnp.arange(width, dtype=jnp.float32) + 0.5, indexing="ij")
+  py, px = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32) + 0.5 + origin,
+                        jnp.arange(width, dtype=jnp.float32) + 0.5 + origin, indexing="ij")
   px_P, py_P = jnp.tile(px.reshape(-1), b), jnp.tile(py.reshape(-1), b)
   x_P, y_P, r_P = chosen_PA[:, 0], chosen_PA[:, 1], chosen_PA[:, 2]
   bg = first.catalog.background_BYXC
-  bg_PC = pixel_background(bg, first.cell, height, width).reshape(-1, bg.shape[-1])
+  bg_PC = pixel_background(bg, first.cell, height, width, origin).reshape(-1, bg.shape[-1])
   return (bg_PC, d2_P, (px_P - x_P) / r_P, (py_P - y_P) / r_P, chosen_PA[:, 3],
           chosen_PA[:, 4:])
 

@@ -103,3 +103,22 @@ def test_layers_render_like_one_dense_scene(key):
   # The larger layers do change the picture.
   alone = render_layers(decode, layers[:1], height=h, width=w, reach=2.0)[0]
   assert np.abs(np.asarray(alone) - np.asarray(got)).max() > 0.1
+
+
+def test_a_window_is_rendered_as_the_whole_render_shows_it(key):
+  """The wake renders only its crop inside the halo (``origin``): the window equals that
+  part of the whole render, with two scale layers (cells 4 and 16), and the halo's
+  droplets shade it."""
+  decode = D.bind(D.DropletOpticsModel(), D.load_params("default", 3, 3, (64, 32, 16)))
+  h, w, origin, height, width = 96, 112, 16, 32, 40
+  layers = [Layer(random_catalog(jax.random.fold_in(key, 0), h // 4, w // 4, p_on=0.5,
+                                 radius_max=8.0), 4, 4),
+            Layer(random_catalog(jax.random.fold_in(key, 1), h // 16, w // 16, p_on=0.5,
+                                 radius_max=32.0), 16, 4, 4.0)]
+  whole = np.asarray(render_layers(decode, layers, height=h, width=w, reach=2.0))
+  got = np.asarray(render_layers(decode, layers, height=height, width=width, reach=2.0,
+                                 origin=origin))
+  np.testing.assert_allclose(got, whole[:, origin:origin + height, origin:origin + width],
+                             atol=1e-6, rtol=0)
+  with pytest.raises(ValueError, match="whole number"):
+    render_layers(decode, layers, height=8, width=8, reach=2.0, origin=8)  # Not 16 px.
