@@ -29,7 +29,7 @@ from dropamort.model.decoder import edge_width, load_params, sharp
 from dropamort.model.prior import IDENTITY_EDGE, is_identity
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.pyramid import Encoding, pad_to_cells
-from dropamort.training import outline, polish
+from dropamort.training import outline, polish, start
 from dropamort.training.bootstrap import blob_posterior, log_blobs
 from dropamort.training.edge import edge_map
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
@@ -119,6 +119,7 @@ class Trainer:
       self.wake_loss = jax.jit(make_wake_loss(m, size=size, samples=samples))
       if cfg.calibrate.outline:
         self.refit_step = outline.make_refit_step(m, self.wake_tx, size=size, samples=samples)
+    self.start_dir = start.START_DIR  # Where the packaged round 0 lies (tests point elsewhere).
     self.log = MetricsLog(os.path.join(self.run_dir, "metrics.jsonl"))
     self.rounds_log = MetricsLog(os.path.join(self.run_dir, "calibration.jsonl"))
     self.last_metrics, self.last_record = None, None
@@ -132,6 +133,8 @@ class Trainer:
     resumed = state is not None
     if state is None:
       state = init_state(self.keys["init"], self.cfg, self.tx, self.wake_tx)
+      if rounds(self.cfg):
+        state = self._packaged_start(state)
     else:
       if "updates" in missing:  # An older checkpoint: it counted encoder steps only.
         state = state.replace(updates=state.step)
@@ -145,6 +148,25 @@ class Trainer:
       self.say(f"data parallel over {self.mesh.size} devices "
                f"({self.cfg.trainer.batch_size // self.mesh.size} images each)")
     return state, resumed
+
+  def _packaged_start(self, fresh):
+    """The packaged end of round 0's sleep stage (``training.start``) when this run's
+    configuration is the one it was made with, else ``fresh``; says which in one line."""
+    diffs = start.differences(self.cfg, self.start_dir)
+    if diffs is None:
+      return fresh
+    state = None if diffs else start.restore(fresh, self.start_dir)
+    ok = state is not None and int(state.step) == sleep_target(self.cfg, 0) and int(
+        state.stage) == SLEEP and int(state.round) == 0
+    if not ok:
+      why = ", ".join(diffs[:4]) if diffs else "the default decoder changed since it was made"
+      self.say(f"round 0 (simulations only) is trained here: the packaged start does not "
+               f"apply ({why} differ)")
+      return fresh
+    self.say(f"round 0 (simulations only, {int(state.step)} steps) taken from the packaged "
+             f"start, made with this configuration (dropamort/training/start.py)")
+    self.log.write(step=int(state.step), event="packaged_start", **self._where(state))
+    return state
 
   def _save(self, state) -> None:
     self.ckpt.save(state, self.cfg)

@@ -232,3 +232,30 @@ def test_killed_during_the_polish_resumes_to_the_same_model(cfg, uninterrupted, 
   records = [json.loads(line) for line in (tmp_path / "calibration.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records if r["event"] == "polish"][0] == 0
   assert len([r for r in records if r["event"] == "polish" and r["step"] == 0]) == 1
+
+
+def test_a_calibration_from_the_packaged_start_is_the_one_from_scratch(cfg, uninterrupted,
+                                                                       tmp_path, monkeypatch):
+  """Round 0 depends on the configuration alone: begun from a start made with the same
+  configuration (``training.start``), a calibration skips round 0's sleep and ends in the
+  state of one that trained it; a configuration that differs in what round 0 depends on
+  is told so and does not use it."""
+  from dropamort.training import start
+  from dropamort.training.trainer import sleep_target
+
+  monkeypatch.setattr(start, "START_DIR", str(tmp_path / "none"))
+  trainer = Trainer(cfg, str(tmp_path / "round0"))
+  state, _ = trainer.initial_state()
+  state = trainer.sleep(state, sleep_target(cfg, 0))
+  trainer.close()
+  start.save(state, cfg, str(tmp_path / "start"))
+  monkeypatch.setattr(start, "START_DIR", str(tmp_path / "start"))
+  result = train(cfg, str(tmp_path / "run"))
+  _assert_same_state(result["state"], uninterrupted[1]["state"])
+  log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["event"] for r in log if r.get("event") == "packaged_start"] == ["packaged_start"]
+  assert not [r for r in log if "loss" in r and r["round"] == 0]  # No round-0 sleep step.
+  other = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, seed=1),
+                              data=dataclasses.replace(cfg.data, scale=0.5))
+  assert start.differences(other) == ["trainer.seed"]  # Where the images are is not round 0.
+  assert start.differences(cfg, str(tmp_path / "none")) is None
