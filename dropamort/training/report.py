@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import jax
 import matplotlib
@@ -16,7 +17,9 @@ from dropamort.figures import draw_catalog, save_figure  # noqa: E402
 
 class MetricsLog:
   """Appends one JSON object per line to ``<run>/metrics.jsonl`` (only the first process
-  of a multi-host run writes; the others hold the same values)."""
+  of a multi-host run writes; the others hold the same values). Every record carries
+  ``time``, the wall clock (Unix seconds) when it was written: the differences between
+  records are the run's profile, stage by stage."""
 
   def __init__(self, path: str):
     self.path = path
@@ -25,7 +28,7 @@ class MetricsLog:
     if jax.process_index() != 0:
       return
     with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+      f.write(json.dumps({**record, "time": round(time.time(), 2)}) + "\n")
 
 
 ROUND_KEYS = [("real_rmse", "held-out real RMSE"), ("flat_rmse", "flat-colour RMSE"),

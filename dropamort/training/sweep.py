@@ -59,7 +59,7 @@ def gather(sweep_dir: str, metric: str = "f1") -> pd.DataFrame:
         for item in yaml.safe_load(f) or []:
           key, _, value = item.partition("=")
           row[key] = value
-    row.update({k: v for k, v in record.items() if k != "event"})
+    row.update({k: v for k, v in record.items() if k not in ("event", "time")})
     rows.append(row)
   if not rows:
     raise SweepError(f"{sweep_dir}: no job with validation metrics (metrics.jsonl) found")
