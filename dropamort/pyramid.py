@@ -297,7 +297,9 @@ def resolve(cands: dict, *, threshold: float, hard_core: bool) -> np.ndarray:
 
 def _resolve(cands: dict, *, threshold: float, hard_core: bool):
   """(keep_N, same_level_N): ``resolve``'s survivors, and whether each loser lost to a
-  detection of its own level."""
+  detection of its own level. Every conflicting pair is found at once (a k-d tree query
+  of each candidate's disc, then ``conflict``'s rule on the arrays), so the greedy pass
+  only walks each candidate's list of later conflicts."""
   n = len(cands["x"])
   keep, same = np.ones(n, bool), np.zeros(n, bool)
   if n == 0:
@@ -307,16 +309,39 @@ def _resolve(cands: dict, *, threshold: float, hard_core: bool):
   order = _order(cands)
   rank = np.empty(n, int)
   rank[order] = np.arange(n)
-  tree = cKDTree(np.stack([x, y], 1))
-  r_max = r.max()
-  for i in order:
+  first, later = _conflicts(x, y, r, hard_core=hard_core)
+  # Each pair once, as (earlier, later) in the order.
+  swap = rank[first] > rank[later]
+  first, later = np.where(swap, later, first), np.where(swap, first, later)
+  by = np.argsort(rank[first], kind="stable")
+  first, later = first[by], later[by]
+  starts = np.searchsorted(rank[first], np.arange(n + 1))
+  for k, i in enumerate(order):
     if not keep[i] or p[i] <= threshold:
       continue
-    for j in tree.query_ball_point((x[i], y[i]), max(r[i], r_max)):
-      if rank[j] > rank[i] and keep[j] and conflict(
-          x[i], y[i], r[i], x[j], y[j], r[j], hard_core=hard_core):
-        keep[j], same[j] = False, level[j] == level[i]
+    js = later[starts[k]:starts[k + 1]]
+    js = js[keep[js]]
+    keep[js], same[js] = False, level[js] == level[i]
   return keep, same
+
+
+def _conflicts(x, y, r, *, hard_core: bool):
+  """(i_M, j_M): every pair of candidates that ``conflict``, each once (i < j)."""
+  tree = cKDTree(np.stack([x, y], 1))
+  # d <= r_i (a hair more against rounding): every conflicting pair is in i's or j's list.
+  near = tree.query_ball_point(np.stack([x, y], 1), r * (1 + 1e-9) + 1e-9)
+  counts = np.fromiter((len(v) for v in near), int, len(near))
+  i = np.repeat(np.arange(len(x)), counts)
+  j = np.fromiter((k for v in near for k in v), int, int(counts.sum()))
+  i, j = np.minimum(i, j), np.maximum(i, j)
+  pairs = np.unique(np.stack([i, j], 1)[i != j], axis=0).reshape(-1, 2)
+  i, j = pairs[:, 0], pairs[:, 1]
+  d = np.hypot(x[i] - x[j], y[i] - y[j])
+  big, small = np.maximum(r[i], r[j]), np.minimum(r[i], r[j])
+  hit = (d <= 0.5 * big) & (small >= 0.5 * big)
+  if hard_core:
+    hit |= d < big
+  return i[hit], j[hit]
 
 
 MIN_P = 0.01  # Candidates below this probability add less than it each: left out.

@@ -148,3 +148,44 @@ def test_a_margin_read_yields_to_the_finer_level_but_stands_alone():
   # Without the handoff the coarser read would win.
   c["yields"][:] = False
   assert resolve(c, threshold=0.5, hard_core=True).tolist() == [False, True, True, True, False]
+
+
+def _resolve_one_by_one(cands, *, threshold, hard_core):
+  """The rule of ``resolve`` written as its definition: in order, every confident
+  survivor removes every later candidate that conflicts with it (O(N²))."""
+  from dropamort.pyramid import _order, conflict
+
+  n = len(cands["x"])
+  keep, same = np.ones(n, bool), np.zeros(n, bool)
+  order = list(_order(cands))
+  for a, i in enumerate(order):
+    if not keep[i] or cands["p"][i] <= threshold:
+      continue
+    for j in order[a + 1:]:
+      if keep[j] and conflict(cands["x"][i], cands["y"][i], cands["r"][i], cands["x"][j],
+                              cands["y"][j], cands["r"][j], hard_core=hard_core):
+        keep[j], same[j] = False, cands["level"][j] == cands["level"][i]
+  return keep, same
+
+
+@pytest.mark.parametrize("hard_core", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resolve_equals_its_definition_on_crowded_candidates(seed, hard_core):
+  """Hundreds of candidates of three levels crowded together, some exactly coincident,
+  some at exactly one radius: the fast resolution equals the one-by-one rule."""
+  from dropamort.pyramid import _resolve
+
+  rng = np.random.default_rng(seed)
+  n = 400
+  level = rng.integers(0, 3, n)
+  c = {"x": rng.uniform(0, 120, n), "y": rng.uniform(0, 90, n),
+       "r": rng.uniform(1, 6, n) * 2.0**level, "p": rng.uniform(0, 1, n), "level": level,
+       "yields": rng.random(n) < 0.2}
+  c["x"][:20], c["y"][:20] = c["x"][20:40], c["y"][20:40]  # Coincident centres.
+  c["x"][40:60] = c["x"][60:80] + c["r"][60:80]  # Centred exactly on another's edge.
+  c["y"][40:60] = c["y"][60:80]
+  got = _resolve(c, threshold=0.5, hard_core=hard_core)
+  want = _resolve_one_by_one(c, threshold=0.5, hard_core=hard_core)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_array_equal(got[1], want[1])
+  assert 0 < got[0].sum() < n  # Some lose, some survive.
