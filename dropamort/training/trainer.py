@@ -159,9 +159,10 @@ class Trainer:
     ok = state is not None and int(state.step) == sleep_target(self.cfg, 0) and int(
         state.stage) == SLEEP and int(state.round) == 0
     if not ok:
-      why = ", ".join(diffs[:4]) if diffs else "the default decoder changed since it was made"
+      why = (f"{', '.join(diffs[:4])} differ" if diffs
+             else "the default decoder changed since it was made")
       self.say(f"round 0 (simulations only) is trained here: the packaged start does not "
-               f"apply ({why} differ)")
+               f"apply ({why})")
       return fresh
     self.say(f"round 0 (simulations only, {int(state.step)} steps) taken from the packaged "
              f"start, made with this configuration (dropamort/training/start.py)")
