@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dropamort.checkpoint import CONFIG, STATE, on_one_device
+from dropamort.checkpoint import CONFIG, STATE, _handlers, on_one_device
 from dropamort.config import TrainConfig, to_dict
 
 START_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "start_model")
@@ -40,9 +40,7 @@ def round0_config(cfg: dict) -> dict:
 
 def _manager(directory: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      directory, item_names=(STATE, CONFIG),
-      item_handlers={STATE: ocp.StandardCheckpointHandler(),
-                     CONFIG: ocp.JsonCheckpointHandler()},
+      directory, item_names=(STATE, CONFIG), item_handlers=_handlers(),
       options=ocp.CheckpointManagerOptions(create=False, read_only=True))
 
 
@@ -88,9 +86,7 @@ def save(state, cfg: TrainConfig, directory: str) -> str:
   if os.path.exists(directory):
     raise FileExistsError(f"{directory}: exists; a start is written to a new directory")
   config = {k: v for k, v in to_dict(cfg).items() if k != "data"}
-  mngr = ocp.CheckpointManager(directory, item_names=(STATE, CONFIG),
-                               item_handlers={STATE: ocp.StandardCheckpointHandler(),
-                                              CONFIG: ocp.JsonCheckpointHandler()},
+  mngr = ocp.CheckpointManager(directory, item_names=(STATE, CONFIG), item_handlers=_handlers(),
                                options=ocp.CheckpointManagerOptions(create=True))
   step = int(state.step)
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
