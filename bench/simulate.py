@@ -13,7 +13,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import median_ms, report  # noqa: E402
 
 from dropamort.config import ModelConfig  # noqa: E402
-from dropamort.model.decoder import load_params  # noqa: E402
+from dropamort.model.model import configured_decoder_params  # noqa: E402
 from dropamort.model.simulate import make_simulate  # noqa: E402
 
 
@@ -24,8 +24,7 @@ def main():
   ap.add_argument("--repeats", type=int, default=20)
   args = ap.parse_args()
   cfg = ModelConfig(height=args.size, width=args.size)
-  params = load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden,
-                       cfg.appearance)
+  params = configured_decoder_params(cfg)
   sim = make_simulate(cfg, args.batch)
   keys = iter(jax.random.split(jax.random.key(0), args.repeats + 10))
   ms = median_ms(lambda: sim(next(keys), params), repeats=args.repeats)

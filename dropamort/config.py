@@ -73,7 +73,8 @@ class ModelConfig:
   # edge map); "edge" (opt-in, issue 25): r is the droplet's edge, no correction.
   appearance: str = "free"
   # Droplets' edges darker ("dark", bright-field) or brighter ("bright") than the
-  # background (appearance "edge").
+  # background in every channel, or differing from it in any colour, per pixel ("either":
+  # rims dark on one side and bright on the other) (appearance "edge").
   contrast: str = "dark"
 
   def __post_init__(self):
@@ -118,8 +119,8 @@ class ModelConfig:
            self.decoder_hidden)
     _check(self.appearance in ("edge", "free"), "model.appearance", "'edge' or 'free'",
            self.appearance)
-    _check(self.contrast in ("dark", "bright"), "model.contrast", "'dark' or 'bright'",
-           self.contrast)
+    _check(self.contrast in ("dark", "bright", "either"), "model.contrast",
+           "'dark', 'bright' or 'either'", self.contrast)
 
   @property
   def grid_shape(self) -> tuple[int, int]:

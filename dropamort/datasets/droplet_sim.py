@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dropamort.config import ModelConfig, from_dict, to_dict
-from dropamort.model.decoder import load_params
+from dropamort.model.model import configured_decoder_params
 from dropamort.model.simulate import make_simulate
 
 SIZES = {"64x64": (64, 64), "380x507": (380, 507)}
@@ -71,7 +71,7 @@ def named_config(size: str, density: str, seed: int = 0) -> DropletSimConfig:
 
 
 def _configured_decoder(m: ModelConfig):
-  return load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden, m.appearance)
+  return configured_decoder_params(m)
 
 
 def params_sha(decoder_params) -> str:

@@ -61,15 +61,15 @@ def _inputs(key, n, *, channels, types, radius_range, background_range, reach):
 
 def fit_decoder(key, *, channels=3, types=3, hidden=(64, 32, 16), reach=2.0,
                 radius_range=(1.0, 8.0), background_range=(-0.5, 1.5), steps=20000,
-                batch=4096, lr=3e-3, appearance="free"):
-  """Fits the optics decoder (``DropletOpticsModel`` of the given appearance) to the
-  analytic droplet (``analytic``).
+                batch=4096, lr=3e-3, appearance="free", contrast="dark"):
+  """Fits the optics decoder (``DropletOpticsModel`` of the given appearance and band
+  contrast) to the analytic droplet (``analytic``).
 
   Returns:
     (params, rmse): the parameters and the intensity RMSE on a fresh held-out sample.
   """
   module = DropletOpticsModel(channels=channels, hidden=tuple(hidden), reach=reach,
-                              appearance=appearance)
+                              appearance=appearance, contrast=contrast)
   key, init_key, test_key = jax.random.split(key, 3)
   params = init_params(init_key, channels, types, hidden, appearance)
   sched = optax.cosine_decay_schedule(lr, steps, alpha=0.01)

@@ -20,10 +20,18 @@ class DecoderParamsError(UserError, ValueError):
 
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
-# The packaged parameters of each appearance: the decoder fitted to model.appearance's
-# analytic droplet (scripts/fit_default_decoder.py).
-DEFAULT_PARAMS = {"edge": os.path.join(ASSETS, "default_edge_decoder.npz"),
-                  "free": os.path.join(ASSETS, "default_decoder.npz")}
+# The packaged parameters of each appearance (and, for "edge", band contrast): the decoder
+# fitted to the analytic droplet (scripts/fit_default_decoder.py). "bright" uses "dark"'s.
+DEFAULT_PARAMS = {("edge", "dark"): os.path.join(ASSETS, "default_edge_decoder.npz"),
+                  ("edge", "either"): os.path.join(ASSETS, "default_edge_either_decoder.npz"),
+                  ("free", "dark"): os.path.join(ASSETS, "default_decoder.npz")}
+
+
+def default_params_path(appearance: str, contrast: str = "dark") -> str:
+  """The packaged parameter file of an appearance and band contrast."""
+  if appearance == "free" or contrast == "bright":
+    contrast = "dark"
+  return DEFAULT_PARAMS[(appearance, contrast)]
 
 
 EDGE_INIT_PX = 0.5  # Width of the droplet's edge (px) before calibration learns it.
@@ -31,7 +39,8 @@ SHARP_EDGE_PX = 0.1  # The edge a calibration that searches the outline holds (`
 RING_INIT_PX = 1.5  # Width of the band inside the edge whose contrast is held (``edge``).
 RING_MIN_PX = 0.5  # The band is never narrower than this.
 RING_CONTRAST = 0.2  # Least contrast (decoder units, pre-sigmoid) of that band.
-CONTRASTS = {"dark": -1.0, "bright": 1.0}
+CONTRASTS = {"dark": -1.0, "bright": 1.0}  # The band's sign; "either": any colour.
+EITHER_EPS = 0.05  # ``either``: the band's colour turns about m = -EITHER_EPS · grey.
 
 
 class DropletOpticsModel(nn.Module):
@@ -50,7 +59,14 @@ class DropletOpticsModel(nn.Module):
   - ``delta = (1 - ring) · m + ring · c``: within ``ring_px`` (parameter ``ring``, at
     least ``RING_MIN_PX``) inside the edge the droplet shows ``c = s · (RING_CONTRAST +
     softplus(s · m))``, at least ``RING_CONTRAST`` darker (``contrast="dark"``, s = -1)
-    or brighter (s = +1) than the background, however the interior is shaded.
+    or brighter (s = +1) than the background in every channel, however the interior is
+    shaded; with ``contrast="either"`` it shows ``c = m + (RING_CONTRAST + ε) · u``,
+    ``u = (m + ε g) / |m + ε g|`` (g the dark grey direction, ε = ``EITHER_EPS``; u = g
+    where m = -ε g), whose
+    colour distance from the background is at least ``RING_CONTRAST`` (|c| ≥ |m + ε g|
+    + RING_CONTRAST) in whatever direction the MLP paints it, per pixel: a rim that is
+    dark on one side of a droplet and brighter than the background on the other
+    (refraction, condensation's lenses) is then inside r, not cut off by it.
 
   The band is what makes r identifiable: a decoder that faded the droplet to the
   background before d = 1 (and so made every r too large) cannot, and nothing but the
@@ -92,13 +108,26 @@ class DropletOpticsModel(nn.Module):
       return sigmoid(background + delta * disc[..., None])
     ring_px = jax.nn.softplus(self.param("ring", lambda _: _inv_softplus(
         RING_INIT_PX - RING_MIN_PX))) + RING_MIN_PX
-    s = CONTRASTS[self.contrast]
     ring = jax.nn.sigmoid((ring_px - (1 - d) * r) / width_px)[..., None]
-    delta = (1 - ring) * delta + ring * s * (RING_CONTRAST + jax.nn.softplus(s * delta))
+    delta = (1 - ring) * delta + ring * _band(delta, self.contrast)
     # The blur acts on intensities: however strong the droplet's shading, the render
     # is half-way from the background to the droplet at d = 1 and no further outside.
     bare = sigmoid(background)
     return bare + disc[..., None] * (sigmoid(background + delta) - bare)
+
+
+def _band(m, contrast: str):
+  """The band's colour (decoder units, relative to the background) for MLP output m."""
+  if contrast == "either":
+    grey = -jnp.ones(m.shape[-1], m.dtype) / np.sqrt(m.shape[-1])
+    w = m + EITHER_EPS * grey
+    norm2 = jnp.sum(w * w, axis=-1, keepdims=True)
+    # u = w / |w|, and grey at the one point w = 0 (both branches finite, so is the grad).
+    safe = norm2 > 1e-12
+    u = jnp.where(safe, w * jax.lax.rsqrt(jnp.where(safe, norm2, 1.0)), grey)
+    return m + (RING_CONTRAST + EITHER_EPS) * u
+  s = CONTRASTS[contrast]
+  return s * (RING_CONTRAST + jax.nn.softplus(s * m))
 
 
 def _inv_softplus(x: float):
@@ -146,19 +175,19 @@ def save_params(params, path: str) -> None:
 
 
 def load_params(path: str, channels: int, types: int, hidden: Sequence[int],
-                appearance: str = "free"):
+                appearance: str = "free", contrast: str = "dark"):
   """Reads decoder parameters and checks them against the configured shapes.
 
   Args:
     path: "default" for the appearance's packaged parameters, or a .npz file path.
-    channels, types, hidden, appearance: the configured C, T, hidden widths and
-      appearance (``DropletOpticsModel``).
+    channels, types, hidden, appearance, contrast: the configured C, T, hidden widths,
+      appearance and band contrast (``DropletOpticsModel``).
 
   Raises:
     FileNotFoundError: no such file.
     DecoderParamsError: the file's parameter shapes do not fit (C, T, hidden).
   """
-  resolved = DEFAULT_PARAMS[appearance] if path == "default" else path
+  resolved = default_params_path(appearance, contrast) if path == "default" else path
   if not os.path.exists(resolved):
     raise FileNotFoundError(f"decoder parameter file not found: {resolved}")
   with np.load(resolved) as f:

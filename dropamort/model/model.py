@@ -14,7 +14,7 @@ from numpyro.contrib.module import random_flax_module
 
 from dropamort.config import ModelConfig
 from dropamort.model.catalog import Catalog
-from dropamort.model.decoder import DropletOpticsModel, bind
+from dropamort.model.decoder import DropletOpticsModel, bind, load_params
 from dropamort.model.prior import Prior, sample_scene
 from dropamort.model.render import Layer, render_layers
 
@@ -22,6 +22,12 @@ from dropamort.model.render import Layer, render_layers
 def decoder_module(cfg: ModelConfig) -> DropletOpticsModel:
   return DropletOpticsModel(channels=cfg.channels, hidden=cfg.decoder_hidden, reach=cfg.reach,
                             appearance=cfg.appearance, contrast=cfg.contrast)
+
+
+def configured_decoder_params(cfg: ModelConfig):
+  """The configured decoder's parameters (``model.decoder_params``), checked against it."""
+  return load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden,
+                     cfg.appearance, cfg.contrast)
 
 
 def scene_layers(cfg: ModelConfig, catalog: Catalog, larger=()) -> list[Layer]:

@@ -23,14 +23,13 @@ from PIL import Image  # noqa: E402
 from dropamort.config import ModelConfig  # noqa: E402
 from dropamort.figures import draw_catalog, save_figure  # noqa: E402
 from dropamort.model.catalog import to_table  # noqa: E402
-from dropamort.model.decoder import load_params  # noqa: E402
+from dropamort.model.model import configured_decoder_params  # noqa: E402
 from dropamort.model.simulate import make_simulate  # noqa: E402
 
 
 def save_preview(path: str, cfg: ModelConfig, key, real: np.ndarray | None = None):
   """Simulates one image with ``cfg`` and saves the panels to ``path`` (PNG)."""
-  params = load_params(cfg.decoder_params, cfg.channels, cfg.types, cfg.decoder_hidden,
-                       cfg.appearance)
+  params = configured_decoder_params(cfg)
   images, catalog = make_simulate(cfg, 1)(key, params)
   image = np.clip(np.asarray(images[0]), 0, 1)
   table = to_table(catalog, cfg.cell)[0]

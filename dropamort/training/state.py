@@ -21,7 +21,8 @@ import optax
 
 from dropamort.config import OptimConfig, TrainConfig
 from dropamort.encoder.cnn import make_encoder
-from dropamort.model.decoder import init_params, load_params
+from dropamort.model.decoder import init_params
+from dropamort.model.model import configured_decoder_params
 from dropamort.model.prior import Prior
 
 # Stages of a round, in order.
@@ -87,8 +88,7 @@ def init_state(key, cfg: TrainConfig, tx: optax.GradientTransformation, wake_tx,
   params = make_encoder(cfg.encoder, m).init(
       key, jnp.zeros((1, m.height, m.width, m.channels)))["params"]
   if decoder_params is None:
-    decoder_params = load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden,
-                                 m.appearance)
+    decoder_params = configured_decoder_params(m)
   prior = Prior.from_config(m)
   i32 = lambda v: jnp.asarray(v, jnp.int32)
   return TrainState(step=i32(0), params=params, opt_state=tx.init(params),

@@ -25,7 +25,8 @@ from dropamort.checkpoint import RunCheckpoints
 from dropamort.config import TrainConfig
 from dropamort.encoder.cnn import make_encoder
 from dropamort.errors import UserError
-from dropamort.model.decoder import edge_width, load_params, sharp
+from dropamort.model.decoder import edge_width, sharp
+from dropamort.model.model import configured_decoder_params
 from dropamort.model.prior import IDENTITY_EDGE, is_identity
 from dropamort.parallel import batch_mesh, replicate
 from dropamort.pyramid import Encoding, pad_to_cells
@@ -107,7 +108,7 @@ class Trainer:
     self.encoding = Encoding(encoder, m.cell, devices=jax.local_devices()[:1])
     # The one validation set: the configured model and decoder, fixed for the whole run.
     self.val_images, self.val_catalog = validation_set(
-        m, load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden, m.appearance),
+        m, configured_decoder_params(m),
         images=t.val_images, seed=t.val_seed, data_dir=os.path.join(self.run_dir, "val_data"))
     self.real = RealImages(cfg.data, m, cfg.calibrate) if rounds(cfg) else None
     if self.real is not None:

@@ -8,11 +8,12 @@ from dropamort.model.appearance import analytic
 
 
 def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reach=2.0,
-                  appearance="edge", sign=-1.0):
+                  appearance="edge", contrast="dark"):
   """The decoder written out in numpy: inputs (background, dx, dy, d = |(dx, dy)|, r,
   composition), Dense -> LayerNorm -> ReLU per hidden layer, output Dense m; with the
   "edge" appearance the band within ring px of the edge shows sign·(0.2 + softplus(sign·m))
-  instead of m; gated by the blurred disc sigmoid((1 - d) r / width) and the smoothstep
+  instead of m (contrast "dark": sign -1, "bright": +1), or, contrast "either",
+  m + 0.25 (m + 0.05 g) / |m + 0.05 g| with g = -(1, 1, 1)/√3; gated by the blurred disc sigmoid((1 - d) r / width) and the smoothstep
   taper to ``reach``: sigmoid(background) + gate · (sigmoid(background + delta) -
   sigmoid(background)) ("edge"), sigmoid(background + gate · delta) ("free")."""
   softplus = lambda z: np.log1p(np.exp(z))
@@ -32,14 +33,20 @@ def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reac
   if appearance == "edge":
     ring_px = softplus(float(p["ring"])) + 0.5
     ring = sigmoid((ring_px - (1 - d) * r) / width)[:, None]
-    delta = (1 - ring) * delta + ring * sign * (0.2 + softplus(sign * delta))
+    if contrast == "either":
+      w = delta - 0.05 / np.sqrt(3)
+      band = delta + 0.25 * w / np.linalg.norm(w, axis=-1, keepdims=True)
+    else:
+      sign = {"dark": -1.0, "bright": 1.0}[contrast]
+      band = sign * (0.2 + softplus(sign * delta))
+    delta = (1 - ring) * delta + ring * band
     bare = sigmoid(background)
     return bare + gate[:, None] * (sigmoid(background + delta) - bare)
   return sigmoid(background + gate[:, None] * delta)
 
 
 @pytest.mark.parametrize("appearance,contrast", [("edge", "dark"), ("edge", "bright"),
-                                                 ("free", "dark")])
+                                                 ("edge", "either"), ("free", "dark")])
 def test_forward_equals_a_numpy_reference(key, appearance, contrast):
   params = D.init_params(key, channels=3, types=4, hidden=(64, 32, 16), appearance=appearance)
   # Non-trivial LayerNorm parameters, so the reference checks them too.
@@ -55,7 +62,7 @@ def test_forward_equals_a_numpy_reference(key, appearance, contrast):
       np.hypot(inputs[1], inputs[2]) > 2.0)
   out = module.apply({"params": params}, *inputs)
   want = numpy_decoder(params, *(np.asarray(x, np.float64) for x in inputs),
-                       appearance=appearance, sign=D.CONTRASTS[contrast])
+                       appearance=appearance, contrast=contrast)
   np.testing.assert_allclose(np.asarray(out), want, rtol=2e-4, atol=1e-6)
 
 
@@ -89,6 +96,41 @@ def test_the_band_inside_the_edge_keeps_its_contrast(key, contrast):
   out = free.apply({"params": params}, bg, d * jnp.cos(ang), d * jnp.sin(ang), r,
                    jax.random.uniform(ks[3], (n, 3)))
   np.testing.assert_allclose(out, jax.nn.sigmoid(bg), rtol=1e-6)
+
+
+def test_the_band_of_either_contrast_keeps_its_colour_distance(key):
+  """contrast="either": whatever colour the MLP paints the band (darker, brighter, a hue,
+  or the background itself, m = 0, and the point m = -EITHER_EPS · grey where the
+  band's colour turns), the band half a pixel inside a large droplet's edge stays at least
+  RING_CONTRAST (decoder units) from the background."""
+  module = D.DropletOpticsModel(channels=3, appearance="edge", contrast="either")
+  n = 400
+  ks = jax.random.split(key, 4)
+  bg = jax.random.uniform(ks[0], (n, 3), minval=-1, maxval=1)
+  ang = jax.random.uniform(ks[1], (n,), maxval=2 * np.pi)
+  r = jnp.full((n,), 40.0)
+  d = 1 - 0.5 / 40
+  grey = -np.ones(3) / np.sqrt(3)
+  # The MLP's output m: a constant (kernel scale 0), or a random push around it.
+  cases = [(np.zeros(3), 0.0), (3.0 * grey, 0.0), (-3.0 * grey, 0.0),
+           (-D.EITHER_EPS * grey, 0.0), (np.array([2.0, -2.0, 0.5]), 5.0),
+           (np.zeros(3), 5.0)]
+  base = D.init_params(ks[2], 3, 3, (64, 32, 16), "edge")
+  mean_band = []
+  for i, (bias, scale) in enumerate(cases):
+    params = {**base, "Dense_3": {"kernel": scale * base["Dense_3"]["kernel"],
+                                  "bias": jnp.asarray(bias, jnp.float32)},
+              "edge": D.edge_raw(0.1)}
+    out = module.apply({"params": params}, bg, d * jnp.cos(ang), d * jnp.sin(ang), r,
+                       jax.random.uniform(ks[3], (n, 3)))
+    bare = jax.nn.sigmoid(bg)
+    disc = jax.nn.sigmoid(0.5 / 0.1)
+    shown = bare + (out - bare) / disc  # sigmoid(background + band), the blur undone.
+    band = jnp.log(shown / (1 - shown)) - bg
+    assert float(jnp.min(jnp.linalg.norm(band, axis=-1))) >= 0.98 * D.RING_CONTRAST, i
+    mean_band.append(np.asarray(band.mean(0)))
+  # A dark band and a bright one are both allowed: the sign is the MLP's.
+  assert np.all(mean_band[1] < -1) and np.all(mean_band[2] > 1), mean_band
 
 
 def test_architecture_is_the_seeds_widened(key):

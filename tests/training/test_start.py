@@ -7,7 +7,7 @@ import jax
 from dropamort.config import DataConfig, TrainConfig
 from dropamort.metrics import detection_metrics
 from dropamort.model.catalog import to_table
-from dropamort.model.decoder import load_params
+from dropamort.model.model import configured_decoder_params
 from dropamort.model.simulate import make_simulate
 from dropamort.training import start
 from dropamort.encoder.cnn import make_encoder
@@ -46,7 +46,7 @@ def test_the_packaged_encoder_reads_todays_simulations():
   fresh = init_state(jax.random.key(0), cfg, make_optimizer(cfg.optim, total_steps(cfg)),
                      make_wake_optimizer(cfg.calibrate.wake_lr))
   state = start.restore(fresh)
-  decoder = load_params(m.decoder_params, m.channels, m.types, m.decoder_hidden, m.appearance)
+  decoder = configured_decoder_params(m)
   images, catalog = make_simulate(m, 8)(jax.random.key(123), decoder)
   post = make_posterior_fn(make_encoder(cfg.encoder, m))(state.params, images)
   f1 = detection_metrics(to_table(catalog, m.cell), post.to_table(m.cell, 0.5))["f1"]
