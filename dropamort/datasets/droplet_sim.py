@@ -70,10 +70,6 @@ def named_config(size: str, density: str, seed: int = 0) -> DropletSimConfig:
                           description=f"{size}, {density} density, seed {seed}")
 
 
-def _configured_decoder(m: ModelConfig):
-  return configured_decoder_params(m)
-
-
 def params_sha(decoder_params) -> str:
   leaves = jax.tree_util.tree_leaves_with_path(decoder_params)
   h = hashlib.sha256()
@@ -88,7 +84,7 @@ def custom_config(model: ModelConfig, images: int, seed: int,
   """A set from any model (and optionally in-memory decoder parameters)."""
   model_json = json.dumps(to_dict(model), sort_keys=True)
   if decoder_params is None:
-    decoder_params = _configured_decoder(model)
+    decoder_params = configured_decoder_params(model)
   sha = params_sha(decoder_params)
   digest = hashlib.sha256(f"{model_json}|{images}|{seed}|{sha}".encode()).hexdigest()[:12]
   return DropletSimConfig(name=f"custom_{digest}", model_json=model_json, images=images,
@@ -143,7 +139,7 @@ class DropletSim(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     params = self._decoder_params
     if params is None:
-      params = _configured_decoder(cfg.model)
+      params = configured_decoder_params(cfg.model)
     if cfg.decoder_sha != "default" and params_sha(params) != cfg.decoder_sha:
       raise ValueError(f"droplet_sim/{cfg.name}: the decoder parameters differ from the "
                        f"ones the set is named for")

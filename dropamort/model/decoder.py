@@ -62,11 +62,11 @@ class DropletOpticsModel(nn.Module):
     or brighter (s = +1) than the background in every channel, however the interior is
     shaded; with ``contrast="either"`` it shows ``c = m + (RING_CONTRAST + ε) · u``,
     ``u = (m + ε g) / |m + ε g|`` (g the dark grey direction, ε = ``EITHER_EPS``; u = g
-    where m = -ε g), whose
-    colour distance from the background is at least ``RING_CONTRAST`` (|c| ≥ |m + ε g|
-    + RING_CONTRAST) in whatever direction the MLP paints it, per pixel: a rim that is
-    dark on one side of a droplet and brighter than the background on the other
-    (refraction, condensation's lenses) is then inside r, not cut off by it.
+    where m = -ε g), whose colour distance from the background is at least
+    ``RING_CONTRAST`` (|c| ≥ |m + ε g| + RING_CONTRAST) in whatever direction the MLP
+    paints it, per pixel: a rim that is dark on one side of a droplet and brighter than
+    the background on the other (refraction, condensation's lenses) is then inside r,
+    not cut off by it.
 
   The band is what makes r identifiable: a decoder that faded the droplet to the
   background before d = 1 (and so made every r too large) cannot, and nothing but the

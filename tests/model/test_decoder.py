@@ -13,8 +13,8 @@ def numpy_decoder(params, background, dx, dy, r, comp, hidden=(64, 32, 16), reac
   composition), Dense -> LayerNorm -> ReLU per hidden layer, output Dense m; with the
   "edge" appearance the band within ring px of the edge shows sign·(0.2 + softplus(sign·m))
   instead of m (contrast "dark": sign -1, "bright": +1), or, contrast "either",
-  m + 0.25 (m + 0.05 g) / |m + 0.05 g| with g = -(1, 1, 1)/√3; gated by the blurred disc sigmoid((1 - d) r / width) and the smoothstep
-  taper to ``reach``: sigmoid(background) + gate · (sigmoid(background + delta) -
+  m + 0.25 (m + 0.05 g) / |m + 0.05 g| with g = -(1, 1, 1)/√3; gated by the blurred disc
+  sigmoid((1 - d) r / width) and the smoothstep taper to ``reach``: sigmoid(background) + gate · (sigmoid(background + delta) -
   sigmoid(background)) ("edge"), sigmoid(background + gate · delta) ("free")."""
   softplus = lambda z: np.log1p(np.exp(z))
   sigmoid = lambda z: 1 / (1 + np.exp(-z))
