@@ -1,11 +1,13 @@
 """Read droplet images with a trained checkpoint: one forward pass per image.
 
     python infer.py image=PATH                  # a file, a folder or a glob
-    python infer.py image=IMG infer.scale=0.25  # resize first (coordinates stay original)
-    python infer.py image=IMG checkpoint=runs/train infer.refine_steps=100
+    python infer.py image=IMG checkpoint=example infer.pixel_size=0.65   # sizes in µm
+    python infer.py image=IMG checkpoint=runs/mine infer.refine_steps=100
 
 Per image, in the Hydra run directory: catalog.csv, catalog.parquet, summary.json,
-overlay.png, reconstruction.png, residual.png; a folder also gets catalog_all.csv.
+size_distribution.png, overlay.png, reconstruction.png, residual.png; a folder also gets
+catalog_all.csv, summary_all.csv, size_distribution_all.png and report.html; every run
+writes run.json (throughput).
 """
 
 import os

@@ -1,10 +1,10 @@
 """Train the amortized encoder on images simulated from the generative model.
 
-    python train.py                      # the CPU-sized default (about 10 min on 2 cores)
+    python train.py                      # the CPU-sized default (7-18 min on 2 cores)
     python train.py debug=smoke          # a few steps, seconds
     python train.py experiment=gpu       # the full-size configuration, for a GPU
     python train.py -m optim.lr=1e-3,3e-3 encoder.width=32,64    # a sweep
-    python train.py data.real=DIR data.scale=0.25   # calibrate on real images (wake-sleep)
+    python train.py data.real=DIR        # calibrate on your images (docs/calibration.md)
 
 Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directory,
 ``runs/train`` unless ``hydra.run.dir=...``; starting again in the same directory resumes.

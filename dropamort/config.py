@@ -403,7 +403,7 @@ class InferRunConfig:
   """The root configuration of ``infer.py``."""
 
   image: str = "???"  # A file, a folder or a glob (required).
-  checkpoint: str | None = None  # Default: the best checkpoint of the latest run.
+  checkpoint: str | None = None  # Default: the latest run's calibrated (or best) checkpoint.
   infer: InferConfig = dataclasses.field(default_factory=InferConfig)
 
 
@@ -451,7 +451,7 @@ class EvaluateConfig:
 class EvaluateRunConfig:
   """The root configuration of ``evaluate.py``."""
 
-  checkpoint: str | None = None  # Default: the best checkpoint of the latest run.
+  checkpoint: str | None = None  # Default: the latest run's calibrated (or best) checkpoint.
   # "droplet_sim/<config>" (built under data_dir when missing), "droplet_images" (with
   # images=...), or the version directory of a dataset built earlier.
   dataset: str = "droplet_sim/380x507_seed"
