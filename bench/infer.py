@@ -1,4 +1,5 @@
-"""Single-pass inference time on a 380×507 RGB image vs blob_log and the seed's SVI.
+"""Single-pass inference time on a 380×507 RGB image vs blob_log and the original
+per-image SVI (``quality.seed_model``).
 
 The single pass is the encoder on every level of the image pyramid infer.py reads (four
 levels at this size); ``base_level_ms`` is the first level alone.
@@ -21,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import median_ms, report  # noqa: E402
-from seed_svi import make_seed_svi  # noqa: E402
+from quality import make_seed_svi  # noqa: E402
 
 import dropamort  # noqa: E402
 from dropamort.config import InferConfig  # noqa: E402

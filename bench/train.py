@@ -4,6 +4,7 @@
 
 step_ms: one full jitted train step (simulate -> loss -> grad -> update);
 sim_ms: the simulator alone on the same batch size, jitted; sim_fraction = sim_ms / step_ms;
+sim_images_per_s: the simulator's throughput (batch / sim_ms);
 wake_step_ms: one jitted wake step of calibration (``training.wake.make_wake_step``: the
 expected log-likelihood of ``calibrate.wake_batch`` crops of ``calibrate.wake_crop`` px
 under one catalog drawn from the posterior, its gradient, the Adam update), on crops of
@@ -73,9 +74,10 @@ def main():
   wake_ms = wake_step_ms(cfg, init_state(key, cfg, tx, make_wake_optimizer(cfg.calibrate.wake_lr)),
                         key, max(5, args.repeats // 3))
   b = cfg.trainer.batch_size
-  report(wake_step_ms=round(wake_ms, 1), batch=b, image=[cfg.model.height, cfg.model.width], step_ms=round(step_ms, 2),
-         sim_ms=round(sim_ms, 2), sim_fraction=round(sim_ms / step_ms, 3),
-         images_per_s=round(b / step_ms * 1e3, 1))
+  report(wake_step_ms=round(wake_ms, 1), batch=b, image=[cfg.model.height, cfg.model.width],
+         step_ms=round(step_ms, 2), sim_ms=round(sim_ms, 2),
+         sim_fraction=round(sim_ms / step_ms, 3), images_per_s=round(b / step_ms * 1e3, 1),
+         sim_images_per_s=round(b / sim_ms * 1e3, 1))
 
 
 if __name__ == "__main__":
