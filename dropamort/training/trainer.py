@@ -417,12 +417,12 @@ class Trainer:
     if self.cfg.calibrate.refit_prior:
       read = self._read(state, self.real.fitted)  # What the wake read (LoG when bootstrapped).
       radii, area, covered = band_stats(read, m, thr, float(state.prior.outline))
-      if len(radii) > 10:
-        prior = fit_prior(jax.random.fold_in(self.keys["refit"], int(state.round)),
-                          stats_of(radii, area), m, prior)
       share = np.clip(covered, self.cfg.calibrate.larger_floor, 0.9)
       prior = fit_background(prior, [lv[0].posterior for lv in read]).replace(
           larger_fraction=jnp.float32(share) * jnp.ones_like(prior.larger_fraction))
+      if len(radii) > 10:  # After the larger layers' share: they thin the band's droplets.
+        prior = fit_prior(jax.random.fold_in(self.keys["refit"], int(state.round)),
+                          stats_of(radii, area), m, prior)
     state = self._place(state.replace(prior=prior, stage=jnp.int32(SLEEP),
                                       updates=state.updates + 1))
     self._save(state)
