@@ -1,7 +1,9 @@
 """Calibration is the training loop with wake rounds: it resumes exactly from any stage."""
 
+import copy
 import dataclasses
 import json
+import os
 from types import SimpleNamespace
 
 import jax
@@ -11,8 +13,9 @@ import pytest
 from PIL import Image
 
 import dropamort
-from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelConfig,
-                              TrainConfig, TrainerConfig)
+from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, InferConfig,
+                              ModelConfig, TrainConfig, TrainerConfig)
+from dropamort.inference.api import DropletReader
 from dropamort.model.decoder import SHARP_EDGE_PX, edge_width, load_params
 from dropamort.model.prior import IDENTITY_EDGE
 from dropamort.model.simulate import make_simulate
@@ -21,6 +24,8 @@ from dropamort.training import polish
 from dropamort.training.loop import train
 from dropamort.training.state import REFIT, SLEEP, WAKE
 from dropamort.training.trainer import Preempted, Trainer
+
+OPTS = InferConfig(samples=10, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +52,30 @@ def uninterrupted(cfg, tmp_path_factory):
   return run, train(cfg, str(run))
 
 
+# An edge map planted in place of the one each round measures (too few droplets here to
+# measure one): a, b px, r0 px in the analysed images' pixels.
+PLANTED_EDGE = (0.8, -0.6, 3.0)
+
+
+@pytest.fixture(scope="module")
+def scaled(cfg, tmp_path_factory):
+  """``cfg``'s calibration at data.scale=0.5 on its images magnified twice (each pixel a
+  2 × 2 block, so the analysed images are exactly ``cfg``'s), every round's edge map
+  ``PLANTED_EDGE``: (run directory, folder of the magnified images, train's result)."""
+  from dropamort.training import trainer as trainer_module
+
+  big = tmp_path_factory.mktemp("big")
+  for i in range(3):
+    small = np.asarray(Image.open(os.path.join(cfg.data.real, f"{i}.png")))
+    Image.fromarray(np.kron(small, np.ones((2, 2, 1), np.uint8))).save(big / f"{i}.png")
+  run = tmp_path_factory.mktemp("scaled")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(trainer_module, "edge_map", lambda images, tables: (PLANTED_EDGE, BIN_MIN))
+    result = train(dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, real=str(big), scale=0.5)), str(run))
+  return run, big, result
+
+
 def _assert_same_state(a, b):
   for name in ("params", "decoder_params", "prior", "opt_state"):
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(getattr(a, name)),
@@ -66,16 +95,24 @@ def test_rounds_are_logged_and_the_calibrated_model_is_what_inference_reads(unin
                              rtol=1e-5)
   assert float(reader.predictor.prior.noise_sigma) != cfg.model.noise_sigma or (
       best["round"] == 0)
-  # The round's widening factors travel with the model, and the tables use them.
+  # The round's widening factors travel with the model, and its tables use them: each
+  # droplet's 90% interval of log r is widen[2] times the encoder's own (x, y unmoved).
   widen = np.asarray(reader.predictor.prior.widen)
   np.testing.assert_allclose(widen, best["widen"], rtol=1e-6)
-  assert widen.shape == (3,) and np.all(widen >= 1.0)
-  # So does its edge map (measured on the held-out images; the identity when too few
-  # droplets there could be measured).
-  edge = np.asarray(reader.predictor.prior.edge)
-  np.testing.assert_allclose(edge, best["edge"], rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(edge, best["edge_measured"], rtol=1e-5, atol=1e-5)
-  assert np.allclose(edge, IDENTITY_EDGE) == (best["edge_found"] < BIN_MIN)
+  assert widen[2] > 1.05  # The fixture's bootstrap widens r (2.26 when written).
+  own = copy.copy(reader.predictor)
+  own.prior = own.prior.replace(widen=jnp.ones(3, jnp.float32))
+  image = _real_image(cfg, 2)
+  widened, unwidened = (r.infer(image, OPTS).table for r in (reader, DropletReader(own)))
+  assert len(widened) > 0
+  np.testing.assert_array_equal(widened[["x", "y", "r"]], unwidened[["x", "y", "r"]])
+  log_width = lambda t: np.log(t["r_q95"].to_numpy() / t["r_q05"].to_numpy())
+  np.testing.assert_allclose(log_width(widened), widen[2] * log_width(unwidened), rtol=1e-4)
+
+
+def _real_image(cfg, i: int) -> np.ndarray:
+  """The ``i``-th calibration image of ``cfg`` as inference reads it."""
+  return np.asarray(Image.open(os.path.join(cfg.data.real, f"{i}.png")), np.float32) / 255
 
 
 def test_with_the_edge_decoder_the_edge_map_is_measured_but_not_applied(cfg, tmp_path):
@@ -115,18 +152,78 @@ def test_killed_in_the_middle_of_a_wake_stage_resumes_to_the_same_model(cfg, uni
   _assert_same_state(resumed["state"], whole["state"])
 
 
-def test_refit_changes_the_prior_once_per_round(cfg, tmp_path):
+def test_at_data_scale_half_calibration_fits_what_it_reads_and_reports_original_pixels(
+    cfg, uninterrupted, scaled):
+  """Images read at half size are the images calibration fits: on images magnified twice
+  with data.scale=0.5 every round ends where the run on the originals does. The edge map
+  is measured in the analysed pixels and kept in the original ones (its b and r0 doubled);
+  the model then reads at its calibration's scale, and its table is in original pixels,
+  radii through that map: twice the scale-1 model's reads, mapped by hand."""
+  whole_run, whole = uninterrupted
+  run, big, result = scaled
+  for name in ("params", "decoder_params", "opt_state"):
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(getattr(result["state"], name)),
+                 jax.device_get(getattr(whole["state"], name)))
+  mine, theirs = result["state"].prior, whole["state"].prior
+  for name in ("density", "radius_loc", "radius_scale", "background_low", "background_high",
+               "background_sd", "larger_fraction", "noise_sigma", "widen", "outline"):
+    np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name), err_msg=name)
+  a, b, r0 = PLANTED_EDGE
+  in_original = (a, b / 0.5, r0 / 0.5)
+  np.testing.assert_allclose(np.asarray(mine.edge), in_original, rtol=1e-6)
+  records = [json.loads(line) for line in (run / "calibration.jsonl").read_text().splitlines()]
+  for r in (r for r in records if r["event"] == "round"):
+    np.testing.assert_allclose(r["edge_measured"], in_original, rtol=1e-6)
+  reader, plain = dropamort.load(str(run)), dropamort.load(str(whole_run))
+  image = _real_image(cfg, 2)
+  magnified = np.asarray(Image.open(big / "2.png"), np.float32) / 255
+  got = reader.infer(magnified, OPTS)
+  read = plain.infer(image, dataclasses.replace(OPTS, edge_map=False)).table
+  assert got.summary["scale"] == 0.5 and got.summary["analysed_size"] == [64, 64]
+  assert len(read) > 0
+  np.testing.assert_allclose(got.table["x"], 2 * read["x"], rtol=1e-6)
+  np.testing.assert_allclose(got.table["y"], 2 * read["y"], rtol=1e-6)
+  r2 = 2 * read["r"].to_numpy()  # Read radii in original px; the map: a r + b above r0.
+  want = np.where(r2 >= 2 * r0, a * r2 + 2 * b, r2 * (a + 2 * b / (2 * r0)))
+  np.testing.assert_allclose(got.table["r"], want, rtol=1e-5)
+
+
+def test_the_refit_fits_the_prior_to_what_the_wake_read_on_the_fitted_images(cfg, tmp_path):
+  """After a wake, the refit gives the prior the background of the fitted images' read
+  fields (by hand: the range of their means, widened by a fifth of itself and at least
+  0.02 a side, and their spread about those means), and a density and radius law under
+  which simulated catalogs (hard-core thinning included) have the density and log-radius
+  mean and spread of the band's droplets the wake read, which the prior before did not."""
+  from dropamort.training.prior_fit import simulated_stats, stats_of
+  from dropamort.training.real import band_stats
+
   trainer = Trainer(cfg, str(tmp_path))
   state, _ = trainer.initial_state()
   state = trainer.wake(trainer.end_round(trainer.sleep(state, 2)))
   assert int(state.stage) == REFIT
   before = state.prior
+  read = trainer._read(state, trainer.real.fitted)
   state = trainer.refit_prior(state)
   trainer.close()
-  # The background's range always follows the images; the band's density does once the
-  # encoder reads more than ten droplets.
-  assert not np.allclose(state.prior.background_high, before.background_high)
+  after = state.prior
   assert int(state.stage) == SLEEP
+  fields = [np.asarray(levels[0].posterior.bg_loc_BYXC[0]) for levels in read]
+  means = np.stack([f.mean((0, 1)) for f in fields])
+  lo, hi = means.min(0), means.max(0)
+  pad = np.maximum(0.2 * (hi - lo), 0.02)
+  np.testing.assert_allclose(after.background_low, lo - pad, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(after.background_high, hi + pad, rtol=1e-5, atol=1e-6)
+  spread = np.sqrt(np.mean([np.mean((f - f.mean((0, 1))) ** 2) for f in fields]))
+  np.testing.assert_allclose(after.background_sd, max(spread, 0.02), rtol=1e-5)
+  radii, area, _ = band_stats(read, cfg.model, cfg.trainer.threshold)
+  seen = stats_of(radii, area)
+  assert len(radii) > 10  # Enough for the refit of density and radii.
+  sim = lambda prior: simulated_stats(jax.random.key(7), cfg.model, prior, n_images=256)
+  fit, old = sim(after), sim(before)
+  assert fit.density == pytest.approx(seen.density, rel=0.15)
+  assert fit.log_r_mean == pytest.approx(seen.log_r_mean, abs=0.05)
+  assert fit.log_r_sd == pytest.approx(seen.log_r_sd, rel=0.15)
+  assert abs(old.log_r_mean - seen.log_r_mean) > 0.15  # 0.22 when written.
 
 
 def test_a_finished_simulation_run_goes_on_into_calibration(cfg, tmp_path):
