@@ -39,14 +39,33 @@ def test_every_group_composes_to_its_values(overrides, want):
   assert got == pytest.approx(want)
 
 
-def test_smoke_trains_end_to_end(tmp_path):
+def test_smoke_keeps_the_best_validated_encoder_and_it_scores_what_was_logged(tmp_path):
+  """debug=smoke: 4 steps, validated at 2 and 4. The ``best`` checkpoint holds the
+  configuration composed here and the encoder of the better validation (F1): restored and
+  validated again on the run's validation set, it scores what the log says it did then."""
+  from dropamort import checkpoint
+  from dropamort.encoder.cnn import make_encoder
+  from dropamort.model.model import configured_decoder_params
+  from dropamort.training.step import make_posterior_fn
+  from dropamort.training.validate import validate, validation_set
+
   cfg = composed("debug=smoke", "trainer.progress=false")
   result = train(cfg, str(tmp_path))
   assert result["step"] == 4
-  assert os.path.isdir(os.path.join(result["checkpoints"], "best"))
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [l["step"] for l in lines if l.get("event") == "validation"] == [2, 4]
-  assert {"f1", "nll", "precision", "recall"} <= set(result["metrics"])
+  logged = {l["step"]: l for l in lines if l.get("event") == "validation"}
+  assert sorted(logged) == [2, 4] and result["metrics"]["f1"] == logged[4]["f1"]
+  saved = checkpoint.load(os.path.join(result["checkpoints"], "best"))
+  assert saved.cfg == cfg
+  m, t = cfg.model, cfg.trainer
+  images, catalog = validation_set(m, configured_decoder_params(m), images=t.val_images,
+                                   seed=t.val_seed, data_dir=str(tmp_path / "val_data"))
+  again = validate(make_posterior_fn(make_encoder(cfg.encoder, m)), saved.params, images,
+                   catalog, cell=m.cell, threshold=t.threshold)
+  best = max(v["f1"] for v in logged.values())
+  assert again["f1"] == pytest.approx(best, abs=1e-6)
+  assert any(again["nll"] == pytest.approx(v["nll"], rel=1e-5)
+             for v in logged.values() if v["f1"] == best)
 
 
 def run(*args, cwd=ROOT):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,14 +19,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OPTS = InferConfig(samples=20, progress=False)
 
 
-def test_api_infers_without_touching_files(checkpoint, tmp_path, monkeypatch):
+def test_api_infers_without_touching_files_and_its_table_is_the_posterior(checkpoint,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+  """One level: the table, by hand from the encoder's posterior, is one row per cell with
+  p > 0.5 whose droplet is centred in the image (overlapping discs resolved): x = (col + sigmoid(loc)) · cell, r and
+  its 90% interval exp(loc), exp(loc ± 1.645 · scale) (the model is uncalibrated: no
+  widening, no edge map). Nothing is written."""
   monkeypatch.chdir(tmp_path)
   reader = dropamort.load(checkpoint)
   image = np.random.default_rng(1).random((30, 42, 3)).astype(np.float32)
-  result = reader.infer(image, OPTS)
+  result = reader.infer(image, InferConfig(samples=20, levels=1, progress=False))
   assert list(tmp_path.iterdir()) == []
-  assert {"x", "y", "r", "p", "composition_1", "x_sd", "r_q05", "r_q95"} <= set(result.table)
   assert result.summary["analysed_size"] == [30, 42]
+  post = jax.tree.map(np.asarray, result.posterior)
+  sig = lambda v: 1 / (1 + np.exp(-v))
+  col, row = np.meshgrid(np.arange(11), np.arange(8))
+  x = (col + sig(post.offset_loc_BYX2[0, :8, :11, 0])) * 4
+  y = (row + sig(post.offset_loc_BYX2[0, :8, :11, 1])) * 4
+  loc, scale = post.logr_loc_BYX[0, :8, :11], post.logr_scale_BYX[0, :8, :11]
+  on = (post.p_BYX[0, :8, :11] > 0.5) & (x < 42) & (y < 30)
+  z = 1.6448536
+  want = pd.DataFrame({"x": x[on], "y": y[on], "r": np.exp(loc[on]),
+                       "r_q05": np.exp(loc[on] - z * scale[on]),
+                       "r_q95": np.exp(loc[on] + z * scale[on]),
+                       "p": post.p_BYX[0, :8, :11][on]})
+  got = result.table
+  # Hard core: the rows are those cells, less the ones whose disc overlaps a row's.
+  key = lambda t: [tuple(v) for v in np.round(t[["x", "y"]].to_numpy(), 4)]
+  listed = set(key(got))
+  mine = np.array([k in listed for k in key(want)])
+  assert len(got) > 0 and mine.sum() == len(got)
+  kept, dropped = want[mine].sort_values(["x", "y"]), want[~mine]
+  got = got.sort_values(["x", "y"])
+  for k in want:
+    np.testing.assert_allclose(got[k].to_numpy(), kept[k].to_numpy(), rtol=1e-5, err_msg=k)
+  for _, d in dropped.iterrows():
+    assert np.any(np.hypot(kept["x"] - d["x"], kept["y"] - d["y"]) < kept["r"] + d["r"])
+  assert {"composition_1", "x_sd"} <= set(result.table)
 
 
 def test_count_interval_is_the_poisson_binomial_of_the_cells(checkpoint):
