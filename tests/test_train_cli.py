@@ -81,7 +81,9 @@ def test_bad_value_fails_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("override, field", [
     ("trainer.stepz=5", "trainer.stepz"), ("trainer.steps=many", "trainer.steps"),
-    ("optim.lr=abc", "optim.lr"), ("model=nope", "model/nope")])
+    ("optim.lr=abc", "optim.lr"), ("model=nope", "model:"),
+    # An unknown group option is an error, not silently the defaults.
+    ("experiment=nope", "experiment/nope"), ("debug=smok", "debug/smok")])
 def test_a_mistyped_key_or_value_fails_with_one_line_naming_it(tmp_path, override, field):
   p = run(override, f"hydra.run.dir={tmp_path}")
   assert p.returncode == 2
