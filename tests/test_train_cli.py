@@ -22,7 +22,7 @@ def composed(*overrides):
     return to_dataclass(compose(config_name="train", overrides=list(overrides)))
 
 
-def test_defaults_in_yaml_equal_the_schema_defaults():
+def test_the_composed_default_is_the_schema_with_nothing_added():
   assert composed() == TrainConfig()
 
 

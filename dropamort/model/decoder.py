@@ -73,7 +73,7 @@ class DropletOpticsModel(nn.Module):
   blur of the point-spread width reaches beyond d = 1, so r cannot be made too small
   either: the blur mixes intensities, so a strong shading cannot push the visible edge
   outwards. ``appearance="free"`` (still the default: on the condensation set the
-  "edge" decoder scores lower, docs/benchmarks.md, issue 25) is the earlier decoder:
+  "edge" decoder scores lower, CHANGELOG.md, issue 25) is the earlier decoder:
   ``sigmoid(background + disc · taper · m)``, no band and the blur in decoder units,
   so the MLP may fade the droplet anywhere inside the disc, or paint it beyond d = 1 by
   shading harder, and r is not its edge.

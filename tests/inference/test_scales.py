@@ -58,7 +58,7 @@ def test_the_same_droplets_at_three_zooms(scene, zoom):
   assert COARSE_SHARE[zoom][0] <= coarse <= COARSE_SHARE[zoom][1], (zoom, coarse)
 
 
-# Measured with the bundled model (docs/benchmarks.md, issue 12): F1 0.96 / 0.89 / 0.82,
+# Measured with the bundled model (CHANGELOG.md, issue 12): F1 0.96 / 0.89 / 0.82,
 # share from coarser levels 0 / 0.40 / 0.71 (0.95 / 0.79 / 0.63 before the keep margin).
 F1_AT_ZOOM = {1: 0.9, 2: 0.8, 4: 0.7}
 COARSE_SHARE = {1: (0.0, 0.05), 2: (0.25, 1.0), 4: (0.5, 1.0)}
