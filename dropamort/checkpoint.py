@@ -15,9 +15,9 @@ configuration as JSON). Inference needs nothing else. Saves are atomic (Orbax wr
 temporary folder and renames it when complete), so a checkpoint cut short by SIGKILL is
 never taken; leftovers are removed when the managers open.
 
-Older formats still load for inference: the bundled example model and runs from before
-the fitted prior travelled in the state (their prior is their configuration's), and
-``<run>/calibrated`` of the earlier calibration layout.
+A checkpoint of an older dropamort whose state lacks a field of this version's (the
+fitted prior, a prior field, the round counters) is refused with what to do, never
+filled in with guesses.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ LATEST, BEST, CALIBRATED = "latest", "best", "calibrated"
 BUNDLED = {"example": os.path.join(os.path.dirname(__file__), "assets", "example_model")}
 
 # Where ``latest_run`` looks, in order of preference within one run directory.
-_PREFERRED = ("checkpoints/calibrated", "calibrated", "checkpoints/best")
-SEARCH = ("runs/*/checkpoints/calibrated", "runs/*/calibrated", "runs/*/checkpoints/best",
+_PREFERRED = ("checkpoints/calibrated", "checkpoints/best")
+SEARCH = ("runs/*/checkpoints/calibrated", "runs/*/checkpoints/best",
           "multirun/*/*/checkpoints/best")
 
 # Config fields that fix parameter shapes: a checkpoint is only resumable if they agree.
@@ -150,12 +150,22 @@ def load(path: str) -> Saved:
   except Exception as err:  # Orbax/tensorstore raise many kinds for damaged files.
     msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
     raise CheckpointError(f"{directory}/{step}: unreadable checkpoint ({msg})") from None
-  _check_encoder_shapes(cfg, state["params"], f"{directory}/{step}")
-  # Older checkpoints have no fitted prior in the state: theirs is their configuration's.
-  prior = Prior.from_config(cfg.model).replace(**state["prior"]) if "prior" in state else (
-      Prior.from_config(cfg.model))
+  where = f"{directory}/{step}"
+  _check_encoder_shapes(cfg, state["params"], where)
+  fresh = vars(Prior.from_config(cfg.model))
+  lacked = sorted(set(fresh) - set(state.get("prior", {}))) if "prior" in state else ["prior"]
+  if lacked:
+    raise CheckpointError(_older(where, "prior." + ",".join(lacked) if "prior" in state
+                                 else "the fitted prior"))
+  prior = Prior(**{k: state["prior"][k] for k in fresh})
   return Saved(cfg=cfg, params=state["params"], decoder_params=state["decoder_params"],
                prior=prior, path=os.path.join(directory, str(step)))
+
+
+def _older(where: str, lacks: str) -> str:
+  return (f"{where}: made by an older dropamort (its state has no {lacks}); retrain it "
+          f"with `python train.py` in a new run directory (hydra.run.dir=...) or use "
+          f"checkpoint=example")
 
 
 def _check_encoder_shapes(cfg: TrainConfig, params, where: str) -> None:
@@ -204,8 +214,7 @@ class RunCheckpoints:
     if _has_steps(os.path.join(self.run_dir, "calibration")):
       raise CheckpointError(
           f"{self.run_dir} holds a calibration of an older dropamort, which this version "
-          f"cannot resume; infer.py still reads its model ({self.run_dir}/calibrated); "
-          f"start a new run directory (hydra.run.dir=...)")
+          f"cannot resume or read; start a new run directory (hydra.run.dir=...)")
     options = lambda **kw: ocp.CheckpointManagerOptions(
         max_to_keep=1, create=True, cleanup_tmp_directories=True, **kw)
     manager = lambda name, **kw: ocp.CheckpointManager(
@@ -267,47 +276,37 @@ class RunCheckpoints:
           + "; ".join(diffs) + "); use another run directory (hydra.run.dir=...) or remove it")
 
   def restore_latest(self, fresh_state, cfg: TrainConfig):
-    """(the latest saved state, the fields it lacked), or (None, ()) if there is none
-    (after ``check_compatible``).
+    """The latest saved state, or None if there is none (after ``check_compatible``).
 
-    ``fresh_state`` is a newly initialized state of ``cfg``: it gives the restore target
-    (placed on this process's first device, whatever layout the checkpoint was saved
-    from), and the values of fields an older checkpoint lacks (its prior is then its
-    configuration's, and it is at round 0).
+    ``fresh_state`` is a newly initialized state of ``cfg``: it gives the restore target,
+    placed on this process's first device whatever layout the checkpoint was saved from.
+
+    Raises:
+      CheckpointError: the saved state's fields (or its prior's, or its wake optimizer's
+        structure) are not this version's: a checkpoint of an older dropamort.
     """
     self.check_compatible(cfg)
     step = self.latest.latest_step()
     if step is None:
-      return None, ()
+      return None
+    where = f"{self.latest.directory}/{step}"
     saved = self.latest.item_metadata(step)[STATE]
-    saved_fields = set(saved.keys())
     fields = {f.name: getattr(fresh_state, f.name) for f in dataclasses.fields(fresh_state)}
-    if not saved_fields <= set(fields):
-      raise CheckpointError(f"{self.latest.directory}/{step}: a state with fields "
-                            f"{sorted(saved_fields - set(fields))} this version does not know")
-    target = {k: v for k, v in fields.items() if k in saved_fields}
-    # An older wake optimizer fitted fewer things: read as saved, then dropped (lacked).
-    stale = "wake_opt_state" in saved_fields and (
-        len(jax.tree.leaves(saved["wake_opt_state"]))
-        != len(jax.tree.leaves(fields["wake_opt_state"])))
-    if stale:
-      target["wake_opt_state"] = saved["wake_opt_state"]
-    # An older prior lacks newer fields (e.g. ``widen``): restore what it has, keep the
-    # fresh values of the rest.
-    prior_fields = set(saved["prior"].keys()) if "prior" in saved_fields else set()
-    if prior_fields:
-      target["prior"] = {k: v for k, v in vars(fields["prior"]).items() if k in prior_fields}
+    if set(saved.keys()) != set(fields):
+      unknown, lacks = set(saved.keys()) - set(fields), set(fields) - set(saved.keys())
+      if unknown:
+        raise CheckpointError(f"{where}: a state with fields {sorted(unknown)} this "
+                              f"version does not know")
+      raise CheckpointError(_older(where, ", ".join(sorted(lacks))))
+    prior_lacks = set(vars(fields["prior"])) - set(saved["prior"].keys())
+    if prior_lacks:
+      raise CheckpointError(_older(where, "prior." + ",".join(sorted(prior_lacks))))
+    if len(jax.tree.leaves(saved["wake_opt_state"])) != len(
+        jax.tree.leaves(fields["wake_opt_state"])):
+      raise CheckpointError(_older(where, "wake optimizer state of this version's layout"))
     restored = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(on_one_device(target))))[STATE]
-    if prior_fields:
-      restored["prior"] = fresh_state.prior.replace(**restored["prior"])
-    if stale:
-      del restored["wake_opt_state"]
-      saved_fields.discard("wake_opt_state")
-    lacked = set(fields) - saved_fields
-    if prior_fields and prior_fields != set(vars(fields["prior"])):
-      lacked.add("prior." + ",".join(sorted(set(vars(fields["prior"])) - prior_fields)))
-    return fresh_state.replace(**restored), tuple(sorted(lacked))
+        state=ocp.args.StandardRestore(on_one_device(fields))))[STATE]
+    return fresh_state.replace(**restored)
 
   def close(self) -> None:
     self.wait()

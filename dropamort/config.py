@@ -16,9 +16,6 @@ import numpy as np
 from dropamort.errors import UserError
 
 
-ABSENT = "value_when_absent"  # Field metadata key: see ``from_dict``.
-
-
 class ConfigError(UserError, ValueError):
   """A configuration value is out of its allowed range."""
 
@@ -214,9 +211,8 @@ class DataConfig:
   scale: float = 1.0  # Resize factor applied when the images are read.
   columns: tuple[float, float] = (0.0, 1.0)  # Use only this fraction range of each width.
   # Calibrate on at most this many of the images, evenly spaced by name (null: all). Each
-  # round reads every calibration image at every scale, and all are held in memory. A
-  # config saved before the field existed calibrated on all (``ABSENT``).
-  max_images: int | None = dataclasses.field(default=48, metadata={ABSENT: None})
+  # round reads every calibration image at every scale, and all are held in memory.
+  max_images: int | None = 48
 
   def __post_init__(self):
     self.columns = tuple(self.columns)
@@ -328,14 +324,11 @@ def to_dataclass(cfg, schema=TrainConfig):
 
 
 def from_dict(schema, data: dict):
-  """Builds nested config dataclasses from plain dicts (e.g. a checkpoint's JSON). A field
-  the dict lacks takes its default, or the value its metadata gives under ``ABSENT``: what
-  a config saved before the field existed meant."""
+  """Builds nested config dataclasses from plain dicts (e.g. a checkpoint's JSON); a field
+  the dict lacks takes its default."""
   kwargs = {}
   for f in dataclasses.fields(schema):
     if f.name not in data:
-      if ABSENT in f.metadata:
-        kwargs[f.name] = f.metadata[ABSENT]
       continue
     value = data[f.name]
     if dataclasses.is_dataclass(f.default_factory if f.default_factory is not

@@ -33,14 +33,19 @@ def test_defaults_are_valid_and_grid_covers_image():
   assert cfg.reach_cells * cfg.cell >= cfg.reach * cfg.radius_max
 
 
-def test_a_config_saved_before_max_images_existed_calibrated_on_every_image():
-  """A checkpoint's config without ``data.max_images`` meant all images; a new config's
-  default caps them at 48, and a saved value is kept."""
+def test_a_saved_config_reads_back_as_it_was_and_a_missing_field_takes_its_default():
+  """What a checkpoint stores (``to_dict``, JSON) is what ``from_dict`` gives back, nested
+  groups, tuples and nulls included."""
+  import dataclasses
+  import json
+
   from dropamort.config import TrainConfig, from_dict, to_dict
 
-  saved = to_dict(TrainConfig())
-  assert saved["data"]["max_images"] == 48
+  cfg = TrainConfig()
+  cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_images=None,
+                                                          columns=(0.25, 0.75)),
+                            model=dataclasses.replace(cfg.model, types=5))
+  saved = json.loads(json.dumps(to_dict(cfg)))
+  assert from_dict(TrainConfig, saved) == cfg
   del saved["data"]["max_images"]
-  assert from_dict(TrainConfig, saved).data.max_images is None
-  saved["data"]["max_images"] = 7
-  assert from_dict(TrainConfig, saved).data.max_images == 7
+  assert from_dict(TrainConfig, saved).data.max_images == TrainConfig().data.max_images == 48

@@ -130,17 +130,12 @@ class Trainer:
   def initial_state(self):
     """(state, resumed): the latest checkpoint's state, or a fresh one at round 0."""
     fresh = abstract_init(self.cfg, self.tx, self.wake_tx)
-    state, missing = self.ckpt.restore_latest(fresh, self.cfg)
+    state = self.ckpt.restore_latest(fresh, self.cfg)
     resumed = state is not None
     if state is None:
       state = init_state(self.keys["init"], self.cfg, self.tx, self.wake_tx)
       if rounds(self.cfg):
         state = self._packaged_start(state)
-    else:
-      if "updates" in missing:  # An older checkpoint: it counted encoder steps only.
-        state = state.replace(updates=state.step)
-      if "wake_opt_state" in missing and int(state.stage) == WAKE:
-        state = state.replace(wake_step=jnp.int32(0))  # Its wake stage starts again.
     if resumed and int(state.stage) == DONE and int(state.round) <= rounds(self.cfg):
       # A finished run asked for (more) calibration rounds: go on with the next one.
       state = state.replace(stage=jnp.int32(WAKE), wake_step=jnp.int32(0))
