@@ -451,12 +451,14 @@ class EvaluateRunConfig:
   data_dir: str = "datasets"
   images: str | None = None  # droplet_images: a folder, glob or file.
   annotations: str | None = None  # droplet_images: CSV with image, x, y, r.
-  scale: float = 1.0  # droplet_images: resize factor.
+  # droplet_images: resize factor; null: the one the checkpoint was calibrated at (1 for
+  # a model trained on simulations only), as infer.py reads.
+  scale: float | None = None
   limit: int | None = None  # Evaluate the first N images only.
   evaluate: EvaluateConfig = dataclasses.field(default_factory=EvaluateConfig)
 
   def __post_init__(self):
-    _check(self.scale > 0, "scale", "> 0", self.scale)
+    _check(self.scale is None or self.scale > 0, "scale", "> 0 or null", self.scale)
     _check(self.limit is None or self.limit >= 1, "limit", ">= 1 or null", self.limit)
 
 

@@ -33,8 +33,9 @@ PRIOR_FIELDS = ("density", "radius_loc", "radius_scale", "radius_min", "radius_m
                 "decoder_params", "cell")
 
 
-def open_dataset(cfg: EvaluateRunConfig, channels: int):
-  """(builder, kind) for ``cfg.dataset``; kind is "droplet_sim" or "droplet_images"."""
+def open_dataset(cfg: EvaluateRunConfig, channels: int, scale: float):
+  """(builder, kind) for ``cfg.dataset``, real images resized by ``scale``; kind is
+  "droplet_sim" or "droplet_images"."""
   spec = cfg.dataset
   if spec.startswith("droplet_sim/"):
     return store.open_sim(spec.split("/", 1)[1], cfg.data_dir), "droplet_sim"
@@ -43,7 +44,7 @@ def open_dataset(cfg: EvaluateRunConfig, channels: int):
       raise DatasetError("dataset=droplet_images needs images=FOLDER (and optionally "
                          "annotations=CSV)")
     return store.open_images(cfg.images, cfg.data_dir, annotations=cfg.annotations,
-                             scale=cfg.scale, channels=channels), "droplet_images"
+                             scale=scale, channels=channels), "droplet_images"
   builder = store.open_directory(spec)
   return builder, builder.info.name
 
@@ -109,14 +110,16 @@ def evaluate(cfg: EvaluateRunConfig, out_dir: str, *, progress: bool = True) -> 
   checkpoint = cfg.checkpoint if cfg.checkpoint is not None else checkpoints.latest_run()
   saved = checkpoints.load(checkpoint)
   model, ecfg = saved.cfg.model, cfg.evaluate
-  builder, kind = open_dataset(cfg, model.channels)
-  mismatch = check_compatible(model, saved.prior, builder, kind)
   reader = DropletReader(Predictor(saved.cfg, saved.params, saved.decoder_params,
                                    prior=saved.prior))
-  # The stored images are already at the analysed scale (droplet_images: scale=).
+  # Real images are read as infer.py reads them: at the calibration's scale unless given.
+  scale = reader.base_scale(InferConfig(scale=cfg.scale))
+  builder, kind = open_dataset(cfg, model.channels, scale)
+  mismatch = check_compatible(model, saved.prior, builder, kind)
+  # The stored images are already at the analysed scale.
   options = InferConfig(scale=1.0, threshold=ecfg.threshold, levels=ecfg.levels, samples=10,
                         progress=False)
-  scale = cfg.scale if kind == "droplet_images" else 1.0
+  scale = scale if kind == "droplet_images" else 1.0
   acc = Accumulator(ecfg, model.cell, min_tol=ecfg.match_min_tol * scale,
                     label_r_min=None if ecfg.label_r_min is None else ecfg.label_r_min * scale)
   key = jax.random.key(ecfg.seed)

@@ -51,8 +51,8 @@ def calibrated(tmp_path_factory):
 
 def test_labels_that_are_the_models_own_table_score_perfectly(calibrated, tmp_path):
   """The labels: what inference reports for each image (original px, radii at the
-  droplets' edges through the calibration's map). evaluate() at the calibration's scale
-  matches every one at zero distance with zero radius error, and every 90% interval holds
+  droplets' edges through the calibration's map). evaluate(), at the calibration's scale
+  when none is given, matches every one at zero distance with zero radius error, and every 90% interval holds
   its label (the median)."""
   run, folder = calibrated
   reader = dropamort.load(str(run))
@@ -67,8 +67,8 @@ def test_labels_that_are_the_models_own_table_score_perfectly(calibrated, tmp_pa
   assert len(labels) > 0 and labels["r"].min() > 0
   labels.to_csv(tmp_path / "labels.csv", index=False)
   cfg = EvaluateRunConfig(checkpoint=str(run), dataset="droplet_images", images=str(folder),
-                          annotations=str(tmp_path / "labels.csv"), scale=0.5,
-                          data_dir=str(tmp_path / "data"))
+                          annotations=str(tmp_path / "labels.csv"),
+                          data_dir=str(tmp_path / "data"))  # scale: the calibration's, 0.5.
   report = evaluate(cfg, str(tmp_path / "out"), progress=False)
   det = report["detection"]
   assert report["true_droplets"] == len(labels) == report["detected_droplets"]
