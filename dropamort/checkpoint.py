@@ -152,11 +152,10 @@ def load(path: str) -> Saved:
     raise CheckpointError(f"{directory}/{step}: unreadable checkpoint ({msg})") from None
   where = f"{directory}/{step}"
   _check_encoder_shapes(cfg, state["params"], where)
+  if "prior" not in state:
+    raise CheckpointError(_older(where, "the fitted prior"))
   fresh = vars(Prior.from_config(cfg.model))
-  lacked = sorted(set(fresh) - set(state.get("prior", {}))) if "prior" in state else ["prior"]
-  if lacked:
-    raise CheckpointError(_older(where, "prior." + ",".join(lacked) if "prior" in state
-                                 else "the fitted prior"))
+  _check_prior(state["prior"], fresh, where)
   prior = Prior(**{k: state["prior"][k] for k in fresh})
   return Saved(cfg=cfg, params=state["params"], decoder_params=state["decoder_params"],
                prior=prior, path=os.path.join(directory, str(step)))
@@ -166,6 +165,13 @@ def _older(where: str, lacks: str) -> str:
   return (f"{where}: made by an older dropamort (its state has no {lacks}); retrain it "
           f"with `python train.py` in a new run directory (hydra.run.dir=...) or use "
           f"checkpoint=example")
+
+
+def _check_prior(saved_prior, fresh_prior, where: str) -> None:
+  """Raises CheckpointError naming the prior fields ``saved_prior`` lacks."""
+  lacks = sorted(set(fresh_prior) - set(saved_prior.keys()))
+  if lacks:
+    raise CheckpointError(_older(where, "prior." + ",".join(lacks)))
 
 
 def _check_encoder_shapes(cfg: TrainConfig, params, where: str) -> None:
@@ -298,9 +304,7 @@ class RunCheckpoints:
         raise CheckpointError(f"{where}: a state with fields {sorted(unknown)} this "
                               f"version does not know")
       raise CheckpointError(_older(where, ", ".join(sorted(lacks))))
-    prior_lacks = set(vars(fields["prior"])) - set(saved["prior"].keys())
-    if prior_lacks:
-      raise CheckpointError(_older(where, "prior." + ",".join(sorted(prior_lacks))))
+    _check_prior(saved["prior"], vars(fields["prior"]), where)
     if len(jax.tree.leaves(saved["wake_opt_state"])) != len(
         jax.tree.leaves(fields["wake_opt_state"])):
       raise CheckpointError(_older(where, "wake optimizer state of this version's layout"))

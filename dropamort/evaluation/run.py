@@ -119,7 +119,7 @@ def evaluate(cfg: EvaluateRunConfig, out_dir: str, *, progress: bool = True) -> 
   # The stored images are already at the analysed scale.
   options = InferConfig(scale=1.0, threshold=ecfg.threshold, levels=ecfg.levels, samples=10,
                         progress=False)
-  scale = scale if kind == "droplet_images" else 1.0
+  scale = scale if kind == "droplet_images" else 1.0  # Simulated sets: their own px.
   acc = Accumulator(ecfg, model.cell, min_tol=ecfg.match_min_tol * scale,
                     label_r_min=None if ecfg.label_r_min is None else ecfg.label_r_min * scale)
   key = jax.random.key(ecfg.seed)

@@ -52,8 +52,8 @@ def calibrated(tmp_path_factory):
 def test_labels_that_are_the_models_own_table_score_perfectly(calibrated, tmp_path):
   """The labels: what inference reports for each image (original px, radii at the
   droplets' edges through the calibration's map). evaluate(), at the calibration's scale
-  when none is given, matches every one at zero distance with zero radius error, and every 90% interval holds
-  its label (the median)."""
+  when none is given, matches every one at zero distance with zero radius error, and
+  every 90% interval holds its label (the median)."""
   run, folder = calibrated
   reader = dropamort.load(str(run))
   edge = np.asarray(reader.predictor.prior.edge)
