@@ -283,8 +283,19 @@ class CalibrateConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-  """The root configuration of ``train.py``."""
+  """The root configuration of ``train.py``: the user tier (``dropamort.user_tier``: what
+  a scientist knows, None = unset) over the tuning tier (the groups)."""
 
+  images: str | None = None
+  pixel_size: float | None = None
+  contrast: str | None = None
+  overlap: bool | None = None
+  radius_range: tuple[float, float] | None = None
+  time_budget: float | None = None  # Minutes.
+  steps: int | None = None
+  rounds: int | None = None
+  seed: int | None = None
+  out: str = "runs/train"  # train.py's output folder (hydra.run.dir).
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
   optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -293,6 +304,9 @@ class TrainConfig:
   calibrate: CalibrateConfig = dataclasses.field(default_factory=CalibrateConfig)
 
   def __post_init__(self):
+    from dropamort import user_tier  # It reads this module's groups.
+
+    user_tier.apply(self, _check)
     rf, need = self.encoder.receptive_field(self.model.cell), 2 * self.model.radius_max + 4
     _check(rf >= need, "encoder.depth",
            f"large enough for a receptive field >= {need:g} px (largest droplet diameter + "

@@ -69,6 +69,7 @@ class DropletReader:
     """``infer`` for several images at once: the levels of images of one shape share
     encoder calls of at most ``options.batch`` images, split over all local devices."""
     t0 = time.perf_counter()
+    options = self.resolve(options)
     scale = self.base_scale(options)
     bases = []
     for image in images:
@@ -83,6 +84,13 @@ class DropletReader:
     t_pass = (time.perf_counter() - t0) / max(len(images), 1)  # Per image, batch shared.
     return [self._result(levels, size, t_pass, options)
             for levels, size in zip(per_image, sizes)]
+
+  def resolve(self, options: InferConfig) -> InferConfig:
+    """``options`` with ``infer.pixel_size``, when not given, the one the model was
+    trained with (the user tier's ``pixel_size``; None: sizes stay in pixels)."""
+    if options.pixel_size is None and self.cfg.pixel_size is not None:
+      return dataclasses.replace(options, pixel_size=self.cfg.pixel_size)
+    return options
 
   def base_scale(self, options: InferConfig) -> float:
     """``infer.scale``, or when it is not given the scale the model was calibrated at

@@ -112,6 +112,7 @@ def _caught(fn, *args):
 def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -> int:
   """Infers every image of ``spec``, ``options.batch`` at a time; returns the number of
   failed images. Prints the throughput at the end and writes it to ``run.json``."""
+  options = reader.resolve(options)
   paths = find_images(spec)
   channels = reader.cfg.model.channels
   taken, tables, failed = set(), [], 0

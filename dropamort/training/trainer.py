@@ -32,6 +32,7 @@ from dropamort.parallel import batch_mesh, replicate
 from dropamort.pyramid import Encoding, pad_to_cells
 from dropamort.training import outline, polish, start
 from dropamort.training.bootstrap import blob_posterior, log_blobs
+from dropamort.training.budget import TimeBudget
 from dropamort.training.edge import edge_map
 from dropamort.training.prior_fit import fit_background, fit_prior, stats_of
 from dropamort.training.real import RealImages, band_stats
@@ -124,6 +125,8 @@ class Trainer:
     self.log = MetricsLog(os.path.join(self.run_dir, "metrics.jsonl"))
     self.rounds_log = MetricsLog(os.path.join(self.run_dir, "calibration.jsonl"))
     self.last_metrics, self.last_record = None, None
+    self.budget = TimeBudget(cfg.time_budget)
+    self.last_round = rounds(cfg)  # Earlier when the time budget ends the calibration.
 
   # -- state ----------------------------------------------------------------------------
 
@@ -431,6 +434,7 @@ class Trainer:
     (``_competes``), and moves on to the next round (or DONE)."""
     r = int(state.round)
     record = None
+    self._spend_budget(r)
     if self.real is not None:
       thr = self.cfg.trainer.threshold
       read_held = self.real.read(self._encoder(state), self.real.held_out)
@@ -450,7 +454,7 @@ class Trainer:
         measured_edge = edge
       state = state.replace(prior=state.prior.replace(
           widen=jnp.asarray(widen), edge=jnp.asarray(edge, jnp.float32)))
-      if r == rounds(self.cfg) and self.cfg.calibrate.polish_steps:
+      if r == self.last_round and self.cfg.calibrate.polish_steps:
         state = self._polish(state, read_held)
         points = [self.real.points(state.decoder_params, levels, thr) for levels in read_held]
       record = self.real.record(points)
@@ -467,12 +471,22 @@ class Trainer:
                f"({measured} droplets)")
     nxt = r + 1
     state = self._place(state.replace(
-        round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= rounds(self.cfg) else DONE),
+        round=jnp.int32(nxt), stage=jnp.int32(WAKE if nxt <= self.last_round else DONE),
         wake_step=jnp.int32(0), updates=state.updates + 1))
     self._save(state)
     if record is not None and self._competes(r, bool(state.bootstrap)):
       self.ckpt.save_calibrated(state, self.cfg, record)
     return state
+
+  def _spend_budget(self, r: int) -> None:
+    """With ``time_budget``, round ``r`` (>= 1: one calibration round is always made) is
+    the last when another one like it would not fit (``training.budget``)."""
+    fits, took, used = self.budget.round_ended()
+    if r >= 1 and r < self.last_round and not fits:
+      self.last_round = r
+      self.say(f"round {r} took {took / 60:.1f} min, {used / 60:.1f} of the "
+               f"{self.cfg.time_budget:g} min budget are used: it is the last round "
+               f"(the same command goes on with round {r + 1})")
 
   def _polish(self, state, read_held):
     """``training.polish``: the decoder fitted to the point render of the fitted images,
@@ -499,7 +513,7 @@ class Trainer:
     rounds whose outline was searched (and the last round) do: a sharp-edged decoder
     fits the pixels worse than a soft-edged one that paints rims outside r, so the
     held-out RMSE would pick a round that never searched."""
-    return not self.cfg.calibrate.outline or r == rounds(self.cfg) or (r >= 1 and not bootstrap)
+    return not self.cfg.calibrate.outline or r == self.last_round or (r >= 1 and not bootstrap)
 
   def close(self) -> None:
     self.ckpt.close()

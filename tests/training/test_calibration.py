@@ -22,7 +22,7 @@ from dropamort.model.simulate import make_simulate
 from dropamort.training.edge import BIN_MIN
 from dropamort.training import polish
 from dropamort.training.loop import train
-from dropamort.training.state import REFIT, SLEEP, WAKE
+from dropamort.training.state import DONE, REFIT, SLEEP, WAKE, rounds
 from dropamort.training.trainer import Preempted, Trainer
 
 OPTS = InferConfig(samples=10, progress=False)
@@ -290,7 +290,8 @@ def test_with_the_outline_search_only_searched_rounds_compete_for_calibrated(cfg
   the last round always does; without it every round does."""
   on = dataclasses.replace(cfg, calibrate=dataclasses.replace(cfg.calibrate, outline=True,
                                                               rounds=3))
-  competes = lambda c, r, b: Trainer._competes(SimpleNamespace(cfg=c), r, b)
+  competes = lambda c, r, b: Trainer._competes(SimpleNamespace(cfg=c, last_round=rounds(c)),
+                                               r, b)
   assert [competes(on, r, b) for r, b in [(0, False), (1, True), (1, False), (2, False),
                                           (3, True)]] == [False, False, True, True, True]
   assert all(competes(cfg, r, b) for r in range(3) for b in (True, False))
@@ -308,6 +309,38 @@ def test_the_last_round_ends_with_the_polish_and_its_record_is_the_polished_rend
   last = [r for r in records if r["event"] == "round"][-1]
   assert last["real_rmse"] == pytest.approx(min(r["held_out_rmse"] for r in rows), rel=1e-4)
   assert min(r["held_out_rmse"] for r in rows) < rows[0]["held_out_rmse"]
+
+
+def test_a_round_ends_the_calibration_once_another_like_it_would_exceed_the_budget(cfg):
+  """A 20 min budget (1200 s): round 0 (simulations) never ends the calibration, round 1
+  ends at 900 s and another 200 s fits, round 2 ends at 1100 s and another does not."""
+  from dropamort.training.budget import TimeBudget
+
+  now = [0.0]
+  fake = SimpleNamespace(cfg=dataclasses.replace(cfg, time_budget=20.0), last_round=3,
+                         say=lambda *_: None, budget=TimeBudget(20.0, lambda: now[0]))
+  last = []
+  for r, ends_at in [(0, 700.0), (1, 900.0), (2, 1100.0)]:
+    now[0] = ends_at
+    Trainer._spend_budget(fake, r)
+    last.append(fake.last_round)
+  assert last == [3, 3, 2]
+
+
+@pytest.mark.slow  # Two calibrations of the fixture from scratch (~1 min alone).
+def test_a_time_budget_makes_the_round_that_spent_it_the_last_and_the_command_goes_on(
+    cfg, tmp_path):
+  """``time_budget``: when another round would not fit, the round just made is the last
+  one (polished, then DONE); the same command again goes on with the next round."""
+  short = dataclasses.replace(cfg, time_budget=1e-6)  # No round fits in it.
+  first = train(short, str(tmp_path))
+  assert int(first["state"].stage) == DONE and first["round"] == 2
+  log = lambda: [json.loads(l) for l in (tmp_path / "calibration.jsonl").read_text().splitlines()]
+  events = lambda name: [r["round"] for r in log() if r["event"] == name]
+  assert events("round") == [0, 1] and set(events("polish")) == {1}
+  again = train(short, str(tmp_path))
+  assert int(again["state"].stage) == DONE and again["round"] == 3
+  assert events("round") == [0, 1, 2] and set(events("polish")) == {1, 2}
 
 
 def test_killed_during_the_polish_resumes_to_the_same_model(cfg, uninterrupted, tmp_path,

@@ -22,7 +22,7 @@ from dropamort.training.loop import train
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Enough steps that the SIGTERM below lands mid-run even when every program comes from
 # the compilation cache (a smoke step then takes a few ms).
-ARGS = ["debug=smoke", "trainer.steps=300", "trainer.val_every=300",
+ARGS = ["debug=smoke", "steps=300", "trainer.val_every=300",
         "trainer.checkpoint_every=300", "trainer.progress=false"]
 register_configs()
 
