@@ -4,10 +4,10 @@
     python train.py debug=smoke          # a few steps, seconds
     python train.py experiment=gpu       # the full-size configuration, for a GPU
     python train.py -m optim.lr=1e-3,3e-3 encoder.width=32,64    # a sweep
-    python train.py data.real=DIR        # calibrate on your images (docs/calibration.md)
+    python train.py images=DIR out=runs/mine   # calibrate on your images (--help: the fields)
 
 Outputs (checkpoints, metrics.jsonl, validation.png) go to the Hydra run directory,
-``runs/train`` unless ``hydra.run.dir=...``; starting again in the same directory resumes.
+``runs/train`` unless ``out=...``; starting again in the same directory resumes.
 """
 
 import os
