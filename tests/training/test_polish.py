@@ -45,14 +45,18 @@ def test_the_decoder_inputs_shade_to_the_reconstruction(key, which):
 
 
 def _pixels(key, params, n_scenes):
+  """The pixels of ``n_scenes`` scenes, rendered a scene at a time: one shape for every
+  render of this file, compiled once."""
   xs = [inputs_of(jax.random.fold_in(key, i))[2] for i in range(n_scenes)]
-  x = np.concatenate(xs)
-  return polish.Pixels(x, np.asarray(polish.make_render(CFG)(params, x)))
+  render = polish.make_render(CFG)
+  return polish.Pixels(np.concatenate(xs),
+                       np.concatenate([np.asarray(render(params, x)) for x in xs]))
 
 
 def test_polish_recovers_the_decoder_that_rendered_the_images(key):
   """Images rendered by the packaged decoder; the fit starts from another decoder (its
-  weights perturbed, its edge 2 px soft) and must come most of the way back."""
+  weights perturbed, its edge 2 px soft) and must come most of the way back (measured:
+  held-out RMSE 0.222, then 0.016 at step 250 and 0.013 at 500; 0.009 after 1,500)."""
   truth = D.load_params("default", 3, 3, CFG.decoder_hidden)
   train, held = _pixels(key, truth, 6), _pixels(jax.random.fold_in(key, 99), truth, 2)
   leaves, tree = jax.tree.flatten(truth)
@@ -62,7 +66,7 @@ def test_polish_recovers_the_decoder_that_rendered_the_images(key):
   start = {**start, "edge": D.edge_raw(2.0)}
   render = polish.make_render(CFG)
   before = polish.rmse(render, start, held)
-  params, rows = polish.fit(CFG, start, train, held, jax.random.key(2), steps=1500, lr=3e-3)
+  params, rows = polish.fit(CFG, start, train, held, jax.random.key(2), steps=500, lr=3e-3)
   after = polish.rmse(render, params, held)
   assert rows[0] == {"step": 0, "held_out_rmse": pytest.approx(before, rel=1e-6)}
   assert after == pytest.approx(min(r["held_out_rmse"] for r in rows), rel=1e-6)
