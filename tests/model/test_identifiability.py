@@ -147,10 +147,11 @@ def test_either_contrast_puts_a_lens_edge_at_r(key):
   assert profile("edge", 1.0, key, truth=truth) - at[1.0] > 40, at
 
 
-@pytest.mark.slow
 def test_the_free_decoder_does_not(key):
   """The same profile with the earlier decoder: radii read 20 % too small fit its own
   renders as well as the true radii do (it shades harder in decoder units and so paints
   beyond d = 1; measured 13,814 against 13,879 after 1,500 steps): nothing in its
-  likelihood says where the edge is, hence the outline search and the edge map."""
-  assert profile("free", 0.8, key) < profile("free", 1.0, key) + 5
+  likelihood says where the edge is, hence the outline search and the edge map. On the
+  scene of the edge decoder's test, where that decoder's margins are +155 and +54."""
+  at = profiles("free", (0.8, 1.0), key, radii=(4.0, 6.0, 8.0), size=44)
+  assert at[0.8] < at[1.0] + 5, at
