@@ -108,28 +108,32 @@ def main(argv=None):
   args = ap.parse_args(argv)
   t_start = time.perf_counter()
   smoke = ["debug=smoke"] if args.smoke else []
+  out = {"smoke": args.smoke, "device": str(jax.devices()[0].device_kind), "machine": machine()}
+
+  def save(**figures):
+    """Adds ``figures`` and rewrites --out (atomically), so a run stopped at its time limit
+    still leaves every figure measured so far; a progress line goes to stderr."""
+    out.update(figures, seconds=round(time.perf_counter() - t_start, 1))
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(out, f, indent=1)
+    os.replace(tmp, args.out)
+    print(f"[gpu.py {out['seconds']:.0f} s] {json.dumps(figures)}", file=sys.stderr, flush=True)
+
   default, gpu = compose(*smoke), compose("experiment=gpu", *smoke)
   steps = 3 if args.smoke else 50
-  out = {"smoke": args.smoke, "device": str(jax.devices()[0].device_kind),
-         "train_images_per_s_default": round(train_rate(default, steps), 1),
-         "train_images_per_s_gpu": round(train_rate(gpu, steps), 1)}
+  save(train_images_per_s_default=round(train_rate(default, steps), 1))
+  save(train_images_per_s_gpu=round(train_rate(gpu, steps), 1))
   seconds = 5.0 if args.smoke else 60 * args.minutes
   with tempfile.TemporaryDirectory() as run_dir:
     n, f1, state = timed_training(gpu, seconds, run_dir)
-  out.update({"gpu_training_seconds": seconds, "gpu_training_steps": n,
-              "gpu_validation_f1": round(float(f1), 4)})
+  save(gpu_training_seconds=seconds, gpu_training_steps=n, gpu_validation_f1=round(float(f1), 4))
   sizes = [(48, 64), (96, 128)] if args.smoke else [(380, 507), (1520, 2028)]
-  out.update(inference_figures(gpu, state, sizes, 4 if args.smoke else args.batch,
-                               3 if args.smoke else 10))
-  out.update({"peak_device_memory_gib": peak_memory(),
-              "seconds": round(time.perf_counter() - t_start, 1), "machine": machine()})
-  tmp = args.out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=1)
-  os.replace(tmp, args.out)
+  save(**inference_figures(gpu, state, sizes, 4 if args.smoke else args.batch,
+                           3 if args.smoke else 10))
+  save(peak_device_memory_gib=peak_memory())
   print(json.dumps(out))
   return out
-
 
 if __name__ == "__main__":
   main()
