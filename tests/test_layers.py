@@ -15,11 +15,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dropamort"
 # Lowest first. A unit is the first name after ``dropamort.``.
 LAYERS = ["errors", "schema", "user_tier", "config", "parallel", "figures", "metrics", "data", "model",
           "encoder", "pyramid", "objective", "datasets", "checkpoint", "training", "inference",
-          "evaluation", "cli", "__init__"]
+          "sequence", "evaluation", "cli", "__init__"]
 RANK = {unit: i for i, unit in enumerate(LAYERS)}
 # Above the checkpoint, training and inference are separate branches: the checkpoint is
-# the hand-off, so neither inference nor evaluation imports training.
-FORBIDDEN = {("inference", "training"), ("evaluation", "training")}
+# the hand-off, so neither inference, sequences nor evaluation imports training.
+FORBIDDEN = {("inference", "training"), ("evaluation", "training"), ("sequence", "training")}
 
 
 def unit_of(module: str) -> str:

@@ -1,0 +1,1 @@
+"""Frame sequences: droplets linked through time, their growth and the heat it carries."""

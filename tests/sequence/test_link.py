@@ -1,0 +1,120 @@
+"""Linking on hand-made scenes whose answer is known: a gap, a birth, two coalescences."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dropamort.sequence.link import LinkOptions, learn_motion, link
+
+SD = {"x_sd": 0.3, "y_sd": 0.3, "r_sd": 0.2}
+
+
+def frame(*droplets):
+  """A droplet table (the columns link reads) from (x, y, r) triples."""
+  rows = [dict(x=x, y=y, r=r, **SD) for x, y, r in droplets]
+  return pd.DataFrame(rows, columns=["x", "y", "r", *SD])
+
+
+def merged(*parents):
+  """The droplet two touching droplets become: volume-weighted centre, volumes added."""
+  v = np.array([r**3 for _, _, r in parents])
+  x = sum(p[0] * w for p, w in zip(parents, v)) / v.sum()
+  y = sum(p[1] * w for p, w in zip(parents, v)) / v.sum()
+  return (x, y, float(v.sum() ** (1 / 3)))
+
+
+def scene():
+  """Frames 0-4. A grows throughout; B is missed in frame 2; C is born in frame 2; D and
+  E (touching) merge into F in frame 3; a large G swallows a small H in frame 3."""
+  a = lambda f: (20.0, 20.0, 5.0 + 0.5 * f)
+  b, c = (60.0, 20.0, 4.0), (20.0, 60.0, 3.0)
+  d, e = (100.0, 50.0, 6.0), (112.0, 50.0, 6.0)
+  g, h = (200.0, 200.0, 20.0), (224.5, 200.0, 4.0)
+  f_, gh = merged(d, e), merged(g, h)
+  return [frame(a(0), b, d, e, g, h), frame(a(1), b, d, e, g, h), frame(a(2), c, d, e, g, h),
+          frame(a(3), b, c, f_, gh), frame(a(4), b, c, f_, gh)]
+
+
+def track_of(tracks, f, row):
+  t = tracks.table
+  return int(t[(t.frame == f) & (t.row == row)].track.iloc[0])
+
+
+def test_a_gap_a_birth_and_two_coalescences_come_out_as_built():
+  tables = scene()
+  tracks = link(tables, np.arange(5.0))
+  t = tracks.table
+  assert len(t) == sum(len(x) for x in tables)  # Every detection is on exactly one track.
+  a = [track_of(tracks, f, 0) for f in range(5)]
+  assert len(set(a)) == 1  # A, growing 0.5 px a frame, is one track.
+  b = {track_of(tracks, f, 1) for f in (0, 1)} | {track_of(tracks, f, 1) for f in (3, 4)}
+  assert len(b) == 1  # B, missed in frame 2, is continued across the gap ...
+  assert t[(t.frame == 3) & (t.row == 1)].event.iloc[0] == "gap"
+  c = track_of(tracks, 2, 1)
+  assert t[(t.frame == 2) & (t.row == 1)].event.iloc[0] == "birth"
+  assert track_of(tracks, 3, 2) == c and track_of(tracks, 4, 2) == c
+  # D and E end in frame 2 as merged; F starts a new track in frame 3 with them as parents.
+  d, e = track_of(tracks, 2, 2), track_of(tracks, 2, 3)
+  g, h = track_of(tracks, 2, 4), track_of(tracks, 2, 5)
+  f_, gh = track_of(tracks, 3, 3), track_of(tracks, 3, 4)
+  assert len({d, e, f_, g, h, gh, c} | set(a) | b) == 9  # A B C D E F G H GH
+  ev = tracks.events[tracks.events.kind == "coalescence"]
+  got = {(int(r.frame), int(r.track), tuple(sorted(int(p) for p in r.parents.split(";"))))
+         for r in ev.itertuples()}
+  assert got == {(3, f_, tuple(sorted((d, e)))), (3, gh, tuple(sorted((g, h))))}
+  for tr in (d, e, g, h):
+    assert t[t.track == tr].frame.max() == 2
+    assert t[(t.track == tr) & (t.frame == 2)].event.iloc[0] == "merged"
+  assert track_of(tracks, 4, 3) == f_ and track_of(tracks, 4, 4) == gh
+  assert set(tracks.events.kind) == {"birth", "gap", "coalescence"}  # Nothing dies.
+
+
+def test_a_track_missed_longer_than_max_gap_dies_and_its_return_is_a_birth():
+  tables = scene()
+  tracks = link(tables, np.arange(5.0), LinkOptions(max_gap=0))
+  t = tracks.table
+  before, after = track_of(tracks, 1, 1), track_of(tracks, 3, 1)
+  assert before != after
+  assert t[(t.track == before) & (t.frame == 1)].event.iloc[0] == "death"
+  assert t[(t.frame == 3) & (t.row == 1)].event.iloc[0] == "birth"
+
+
+def test_the_posterior_widths_not_a_pixel_threshold_decide_a_match():
+  """Among 100 still droplets (so the sequence says droplets barely move), the same 3 px
+  jump is one droplet when its reads are that uncertain, and two when they are sharp."""
+  rng = np.random.default_rng(1)
+  still = pd.DataFrame({"x": rng.uniform(100, 1000, 100), "y": rng.uniform(100, 1000, 100),
+                        "r": 6.0, "x_sd": 0.05, "y_sd": 0.05, "r_sd": 0.05})
+  for sd, same in ((2.0, True), (0.05, False)):
+    mover = lambda x: pd.DataFrame([dict(x=x, y=50.0, r=6.0, x_sd=sd, y_sd=sd, r_sd=0.05)])
+    tables = [pd.concat([mover(50.0), still], ignore_index=True),
+              pd.concat([mover(53.0), still], ignore_index=True)]
+    tracks = link(tables, [0.0, 1.0])
+    t = tracks.table
+    assert tracks.motion.q_xy < 0.01
+    assert (t[t.row == 0].track.nunique() == 1) == same
+
+
+def test_motion_is_learned_from_the_sequence():
+  """Droplets jittering by N(0, 0.8 px) per frame and growing at 0.3 px/s: the learned
+  position noise and median rate come back (posterior sd 0.1 px removed)."""
+  rng = np.random.default_rng(0)
+  n, frames = 200, 6
+  x0, y0 = rng.uniform(0, 2000, n), rng.uniform(0, 2000, n)
+  tables = [pd.DataFrame({"x": x0 + rng.normal(0, 0.8, n), "y": y0 + rng.normal(0, 0.8, n),
+                          "r": 5.0 + 0.3 * 2.0 * f + rng.normal(0, 0.05, n),
+                          "x_sd": 0.1, "y_sd": 0.1, "r_sd": 0.05}) for f in range(frames)]
+  m = learn_motion(tables, 2.0 * np.arange(frames))  # 2 s between frames.
+  # Differences of two N(0, 0.8) jitters: variance 1.28 px² per 2 s, minus 2 × 0.01.
+  assert m.q_xy == pytest.approx((2 * 0.64 - 0.02) / 2.0, rel=0.15)
+  assert m.rate == pytest.approx(0.3, abs=0.01)
+
+
+def test_bad_sequences_are_refused_in_one_line():
+  one = scene()[:1]
+  with pytest.raises(ValueError, match="at least 2 frames"):
+    link(one, [0.0])
+  with pytest.raises(ValueError, match="increasing"):
+    link(scene()[:2], [1.0, 1.0])
+  with pytest.raises(ValueError, match="r_sd"):
+    link([frame((1, 1, 2)).drop(columns="r_sd")] * 2, [0.0, 1.0])
