@@ -19,7 +19,8 @@ assignment makes a match only when it is the better explanation.
 
 Events, each labelled on the track table's rows (``event``) and listed in ``events``:
 
-- ``birth``: a droplet no track explains starts a track;
+- ``birth``: a droplet no track explains starts a track (after the first frame, whose
+  droplets were there before it);
 - ``gap``: a track missed for up to ``max_gap`` frames and found again (the prediction's
   variance grows with the time since it was last seen);
 - ``coalescence``: droplets that disappear where one droplet now covers them, with the
@@ -215,8 +216,10 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
     for j, cands in children.items():
       child = (det[j, 2], det[j, 5] ** 2)
       parents, preds = [], []
-      if j in assign:  # The assignment may have matched the child to one parent.
+      if j in assign:  # Matched to one track: a merge only if its volume cannot explain it.
         (_, _, r), (_, vr) = assign[j].predict(t, motion, options.history)
+        if _volume_z(child, [(r, vr)]) <= options.merge_z:
+          continue
         parents.append(assign[j])
         preds.append((r, vr))
       for tr, pred in sorted(cands, key=lambda c: -c[1][0]):  # Largest first.
@@ -248,7 +251,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
           ids = ";".join(str(p.id) for p in parents_of[j])
           labels[(f, j)] = "coalescence"
           events.append({"frame": f, "track": tr.id, "parents": ids, "kind": "coalescence"})
-        else:
+        elif f > 0:  # Droplets of the first frame were there before it: no birth.
           labels[(f, j)] = "birth"
           events.append({"frame": f, "track": tr.id, "parents": "", "kind": "birth"})
       tr.times.append(t)

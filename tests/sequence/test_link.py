@@ -23,16 +23,22 @@ def merged(*parents):
   return (x, y, float(v.sum() ** (1 / 3)))
 
 
+STILL = [(1000.0 + 30 * i, 1000.0 + 40 * (i % 7), 5.0) for i in range(30)]
+
+
 def scene():
   """Frames 0-4. A grows throughout; B is missed in frame 2; C is born in frame 2; D and
-  E (touching) merge into F in frame 3; a large G swallows a small H in frame 3."""
+  E (touching) merge into F in frame 3; a large G swallows H (a sixth of its volume) in
+  frame 3, which barely moves G; 30 still droplets far away say how much droplets move
+  (not at all) and grow (not at all) between frames."""
   a = lambda f: (20.0, 20.0, 5.0 + 0.5 * f)
   b, c = (60.0, 20.0, 4.0), (20.0, 60.0, 3.0)
   d, e = (100.0, 50.0, 6.0), (112.0, 50.0, 6.0)
-  g, h = (200.0, 200.0, 20.0), (224.5, 200.0, 4.0)
+  g, h = (200.0, 200.0, 10.0), (215.6, 200.0, 5.5)
   f_, gh = merged(d, e), merged(g, h)
-  return [frame(a(0), b, d, e, g, h), frame(a(1), b, d, e, g, h), frame(a(2), c, d, e, g, h),
-          frame(a(3), b, c, f_, gh), frame(a(4), b, c, f_, gh)]
+  return [frame(a(0), b, d, e, g, h, *STILL), frame(a(1), b, d, e, g, h, *STILL),
+          frame(a(2), c, d, e, g, h, *STILL), frame(a(3), b, c, f_, gh, *STILL),
+          frame(a(4), b, c, f_, gh, *STILL)]
 
 
 def track_of(tracks, f, row):
@@ -58,6 +64,7 @@ def test_a_gap_a_birth_and_two_coalescences_come_out_as_built():
   g, h = track_of(tracks, 2, 4), track_of(tracks, 2, 5)
   f_, gh = track_of(tracks, 3, 3), track_of(tracks, 3, 4)
   assert len({d, e, f_, g, h, gh, c} | set(a) | b) == 9  # A B C D E F G H GH
+  assert gh == f_ + 1  # Not G's track continued: a new one.
   ev = tracks.events[tracks.events.kind == "coalescence"]
   got = {(int(r.frame), int(r.track), tuple(sorted(int(p) for p in r.parents.split(";"))))
          for r in ev.itertuples()}
@@ -67,6 +74,17 @@ def test_a_gap_a_birth_and_two_coalescences_come_out_as_built():
     assert t[(t.track == tr) & (t.frame == 2)].event.iloc[0] == "merged"
   assert track_of(tracks, 4, 3) == f_ and track_of(tracks, 4, 4) == gh
   assert set(tracks.events.kind) == {"birth", "gap", "coalescence"}  # Nothing dies.
+
+
+def test_a_missed_neighbour_does_not_break_the_track_it_touches():
+  """Two touching droplets; the smaller is missed in frame 1. The larger's volume alone
+  explains it, so it keeps its track and the smaller comes back through the gap."""
+  big, small = (100.0, 100.0, 8.0), (111.0, 100.0, 3.0)
+  tables = [frame(big, small, *STILL), frame(big, *STILL), frame(big, small, *STILL)]
+  tracks = link(tables, np.arange(3.0))
+  assert {track_of(tracks, f, 0) for f in range(3)} == {track_of(tracks, 0, 0)}
+  assert track_of(tracks, 2, 1) == track_of(tracks, 0, 1)
+  assert "coalescence" not in set(tracks.events.kind)
 
 
 def test_a_track_missed_longer_than_max_gap_dies_and_its_return_is_a_birth():
