@@ -7,7 +7,11 @@
 Per image, in the Hydra run directory: catalog.csv, catalog.parquet, summary.json,
 size_distribution.png, overlay.png, reconstruction.png, residual.png; a folder also gets
 catalog_all.csv, summary_all.csv, size_distribution_all.png and report.html; every run
-writes run.json (throughput).
+writes run.json (throughput). With infer.sequence=true the images are frames of one
+experiment: tracks.csv/.parquet, events.csv, growth.csv, sequence.json, tracks.png and
+growth.png too (docs/sequences.md).
+
+    python infer.py image=frames/ infer.sequence=true infer.frame_interval_s=2 infer.pixel_size=1.1
 """
 
 import os
@@ -36,7 +40,13 @@ def main(raw: DictConfig) -> None:
     fail("image=PATH is required (a file, a folder or a glob)")
   opts = cfg.infer
   reader = run_or_fail(load, cfg.checkpoint, tile=opts.tile, overlap=opts.overlap)
-  failed = run_or_fail(run, reader, cfg.image, HydraConfig.get().runtime.output_dir, opts)
+  out_dir = HydraConfig.get().runtime.output_dir
+  if opts.sequence:
+    from dropamort.sequence.run import run_sequence
+
+    failed = run_or_fail(run_sequence, reader, cfg.image, out_dir, opts)
+  else:
+    failed = run_or_fail(run, reader, cfg.image, out_dir, opts)
   if failed:
     sys.exit(1)
 

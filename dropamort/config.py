@@ -388,10 +388,26 @@ class InferConfig:
   seed: int = 0
   pictures: bool = True
   progress: bool = True
+  # Frame sequences (dropamort.sequence): read the images as frames of one experiment, in
+  # natural name order (frame_2 before frame_10), and link their droplets into tracks with
+  # growth rates (tracks.csv, growth.csv, sequence.json, tracks.png, growth.png).
+  sequence: bool = False
+  frame_interval_s: float | None = None  # Seconds between frames (null: frame numbers).
+  frame_times: str | None = None  # CSV with columns image, time_s: each frame's time.
+  contact_angle_deg: float = 90.0  # Of the droplets on the surface (90: hemispheres).
+  latent_heat_j_kg: float = 2.257e6  # Of the condensing liquid (water, 100 °C).
+  density_kg_m3: float = 998.0  # Of the liquid (water, 20 °C).
 
   def __post_init__(self):
     _check(self.scale is None or (self.scale > 0 and math.isfinite(self.scale)),
            "infer.scale", "> 0 or null", self.scale)
+    _check(self.frame_interval_s is None or (self.frame_interval_s > 0
+                                             and math.isfinite(self.frame_interval_s)),
+           "infer.frame_interval_s", "> 0 (seconds) or null", self.frame_interval_s)
+    _check(0 < self.contact_angle_deg < 180, "infer.contact_angle_deg", "in (0, 180)",
+           self.contact_angle_deg)
+    _check(self.latent_heat_j_kg > 0, "infer.latent_heat_j_kg", "> 0", self.latent_heat_j_kg)
+    _check(self.density_kg_m3 > 0, "infer.density_kg_m3", "> 0", self.density_kg_m3)
     _check(self.levels is None or self.levels >= 1, "infer.levels", ">= 1 or null",
            self.levels)
     _check(self.pixel_size is None or (self.pixel_size > 0 and math.isfinite(self.pixel_size)),

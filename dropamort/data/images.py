@@ -103,6 +103,29 @@ def read_image(path: str, channels: int) -> tuple[np.ndarray, list[str]]:
   return image, notes
 
 
+def image_size(path: str) -> tuple[int, int]:
+  """(height, width) of an image from its header, without decoding its pixels.
+
+  Raises:
+    ImageError: the file is not a readable image.
+  """
+  if path.lower().endswith((".tif", ".tiff")):
+    import tifffile
+
+    try:
+      with tifffile.TiffFile(path) as tif:
+        shape = tif.pages[0].shape
+    except Exception as err:  # tifffile raises many types for damaged files.
+      raise ImageError(f"{path}: not a readable TIFF image ({err})") from None
+    return int(shape[0]), int(shape[1])
+  try:
+    with Image.open(path) as im:
+      w, h = im.size
+  except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    raise ImageError(f"{path}: not a readable image ({err})") from None
+  return h, w
+
+
 def find_images(spec: str) -> list[str]:
   """A file, a folder (its images, sorted) or a glob pattern -> image paths.
 

@@ -101,3 +101,15 @@ def write_folder_report(out_root: str, rows: list[dict], folders: dict, hist_SB,
                            title=f"all {len(rows)} images: {np.median(hist.sum(1)):.0f} "
                                  "droplets (posterior median)")
   write_html(os.path.join(out_root, "report.html"), rows, folders, pooled, unit_label)
+
+
+def add_section(path: str, title: str, body_html: str) -> None:
+  """Appends a section (a heading and ``body_html``) to a written report, atomically."""
+  with open(path) as f:
+    page = f.read()
+  section = f"<h2>{html.escape(title)}</h2>\n{body_html}\n"
+  page = page.replace("</body></html>", section + "</body></html>")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(page)
+  os.replace(tmp, path)

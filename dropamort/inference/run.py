@@ -109,11 +109,13 @@ def _caught(fn, *args):
     return err
 
 
-def run(reader: DropletReader, spec: str, out_root: str, options: InferConfig) -> int:
-  """Infers every image of ``spec``, ``options.batch`` at a time; returns the number of
-  failed images. Prints the throughput at the end and writes it to ``run.json``."""
+def run(reader: DropletReader, spec: str | list[str], out_root: str,
+        options: InferConfig) -> int:
+  """Infers every image of ``spec`` (a file, folder or glob, or a list of paths, read in
+  that order), ``options.batch`` at a time; returns the number of failed images. Prints
+  the throughput at the end and writes it to ``run.json``."""
   options = reader.resolve(options)
-  paths = find_images(spec)
+  paths = find_images(spec) if isinstance(spec, str) else list(spec)
   channels = reader.cfg.model.channels
   taken, tables, failed = set(), [], 0
   rows, folders, pooled = [], {}, None

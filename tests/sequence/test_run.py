@@ -1,0 +1,116 @@
+"""``infer.py infer.sequence=true``: the outputs agree with linking the frames' own
+catalogs, and bad sequences stop with one line and leave nothing behind."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import dropamort
+from dropamort.config import InferConfig
+from dropamort.sequence.link import link
+from dropamort.sequence.run import SequenceError, natural_key, run_sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OPTS = InferConfig(samples=20, progress=False, sequence=True, frame_interval_s=2.0,
+                   pixel_size=0.5)
+
+
+def frames(folder, n=4, size=(40, 56), names=None):
+  """``n`` JPEG frames of one slowly changing random scene, named frame_1 ... frame_n."""
+  rng = np.random.default_rng(0)
+  base = rng.random((*size, 3))
+  os.makedirs(folder, exist_ok=True)
+  names = names or [f"frame_{i + 1}.png" for i in range(n)]
+  for i, name in enumerate(names):
+    im = np.clip(base + 0.02 * rng.standard_normal(base.shape), 0, 1)
+    Image.fromarray((255 * im).astype(np.uint8)).save(os.path.join(folder, name))
+  return folder
+
+
+def test_natural_order():
+  names = ["f10.png", "f2.png", "f1.png"]
+  assert sorted(names, key=natural_key) == ["f1.png", "f2.png", "f10.png"]
+
+
+def test_the_tracks_are_the_frames_catalogs_linked(checkpoint, tmp_path):
+  """Frames named frame_1 ... frame_12 (natural order, not string order): tracks.csv is
+  ``link`` of the catalogs the run wrote, at 2 s per frame; growth.csv holds the tracks
+  of at least 3 frames; sequence.json and the report say what was found."""
+  src = frames(str(tmp_path / "in"), names=[f"frame_{i}.png" for i in (1, 2, 10, 11, 12)])
+  out = str(tmp_path / "out")
+  os.makedirs(out)
+  reader = dropamort.load(checkpoint)
+  assert run_sequence(reader, src, out, OPTS) == 0
+  order = ["frame_1.png", "frame_2.png", "frame_10.png", "frame_11.png", "frame_12.png"]
+  tables = [pd.read_parquet(os.path.join(out, n, "catalog.parquet")) for n in order]
+  expected = link(tables, 2.0 * np.arange(5)).table
+  got = pd.read_csv(os.path.join(out, "tracks.csv"))
+  assert list(got["image"].unique()) == [n for n, t in zip(order, tables) if len(t)]
+  np.testing.assert_allclose(got["time_s"], expected["time_s"])
+  np.testing.assert_array_equal(got["track"], expected["track"])
+  np.testing.assert_allclose(got[["x", "y", "r", "x_um", "r_um"]],
+                             expected[["x", "y", "r", "x_um", "r_um"]], rtol=1e-6)
+  assert len(got) == sum(len(t) for t in tables)
+  growth = pd.read_csv(os.path.join(out, "growth.csv"))
+  per_track = got.groupby("track").size()
+  assert set(growth["track"]) == set(per_track[per_track >= 3].index)
+  assert "drdt_um_per_s" in growth.columns and "heat_uW" in growth.columns
+  with open(os.path.join(out, "sequence.json")) as f:
+    summary = json.load(f)
+  assert summary["tracks"] == got["track"].nunique() and summary["time_unit"] == "s"
+  assert summary["heat_flux"]["area_um2"] == pytest.approx(40 * 56 * 0.25)
+  with open(os.path.join(out, "report.html")) as f:
+    assert "<h2>Sequence</h2>" in f.read()
+  for name in ("tracks.parquet", "events.csv", "tracks.png", "growth.png"):
+    assert os.path.exists(os.path.join(out, name)), name
+  assert not [n for n in os.listdir(out) if n.startswith(".")]
+
+
+@pytest.mark.parametrize("case", ["single", "sizes", "unreadable", "times"])
+def test_bad_sequences_are_refused_and_leave_nothing(checkpoint, tmp_path, case):
+  src = str(tmp_path / "in")
+  opts = OPTS
+  if case == "single":
+    frames(src, n=1)
+    match = "at least 2 frames"
+  elif case == "sizes":
+    frames(src, n=3)
+    frames(src, names=["frame_4.png"], size=(40, 60))
+    match = "frames differ in size.*56x40.*60x40"
+  elif case == "unreadable":
+    frames(src, n=4)
+    with open(os.path.join(src, "frame_1.png"), "rb") as f:
+      head = f.read()[:60]
+    with open(os.path.join(src, "frame_2.png"), "wb") as f:  # A valid header, no pixels.
+      f.write(head)
+    match = "a frame could not be read"
+  else:
+    frames(src, n=3)
+    pd.DataFrame({"image": ["frame_1.png", "frame_2.png"], "time_s": [0, 1]}).to_csv(
+        tmp_path / "times.csv", index=False)
+    opts = InferConfig(**{**OPTS.__dict__, "frame_times": str(tmp_path / "times.csv")})
+    match = "no time for frame_3.png"
+  out = str(tmp_path / "out")
+  os.makedirs(out)
+  with pytest.raises(SequenceError, match=match):
+    run_sequence(dropamort.load(checkpoint), src, out, opts)
+  assert os.listdir(out) == []
+
+
+def test_the_cli_says_one_line_and_exits_non_zero(checkpoint, tmp_path):
+  src = frames(str(tmp_path / "in"), n=1)
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "infer.py"), f"image={src}",
+                         f"checkpoint={checkpoint}", "infer.sequence=true",
+                         f"hydra.run.dir={tmp_path / 'out'}"], capture_output=True, text=True,
+                        cwd=str(tmp_path))
+  assert proc.returncode != 0
+  errors = [l for l in proc.stderr.splitlines() if "error" in l.lower()]
+  assert len(errors) == 1 and "at least 2 frames" in errors[0], proc.stderr
+  # Only Hydra's own record of the run (.hydra/, infer.log) is there.
+  assert not [n for n in os.listdir(tmp_path / "out") if n not in (".hydra", "infer.log")]
