@@ -57,7 +57,8 @@ def frame_matches(truth: pd.DataFrame, pred: pd.DataFrame) -> dict[int, dict[int
     d, ok = _allowed(t, p)
     i, j = linear_sum_assignment(np.where(ok, d, _FAR))
     keep = ok[i, j]
-    out[f] = dict(zip(t.track.to_numpy()[i[keep]].tolist(), p.track.to_numpy()[j[keep]].tolist()))
+    out[f] = dict(zip(t.track.to_numpy()[i[keep]].tolist(),
+                      p.track.to_numpy()[j[keep]].tolist()))
   return out
 
 
@@ -85,8 +86,9 @@ def id_assignment(truth: pd.DataFrame, pred: pd.DataFrame) -> tuple[dict[int, in
     if p is None or not len(p):
       continue
     _, ok = _allowed(t, p)
+    tt, pt = t.track.to_numpy(), p.track.to_numpy()
     for i, j in zip(*np.nonzero(ok)):
-      co[(int(t.track.iloc[i]), int(p.track.iloc[j]))] += 1
+      co[(int(tt[i]), int(pt[j]))] += 1
   if not co:
     return {}, 0
   ts = sorted({k[0] for k in co})
