@@ -127,20 +127,71 @@ class _Track:
   rows: list
   r: list
   last: np.ndarray  # x, y, r, x_sd, y_sd, r_sd of its last detection.
+  rate: float | None = None  # Least-squares dr/dt of its last radii (None: seen once).
+  rate_var: float = 0.0
 
-  def predict(self, t: float, motion: Motion, history: int):
-    """(x, y, r) predicted at ``t`` and the variances (position, radius) of the
-    prediction alone."""
-    dt = t - self.times[-1]
+  def add(self, t: float, row, detection: np.ndarray, motion: Motion, history: int):
+    """Appends a detection and refits the growth rate its predictions use."""
+    self.times.append(t)
+    self.rows.append(row)
+    self.r.append(detection[2])
+    self.last = detection
     if len(self.r) >= 2:
       ts, rs = np.asarray(self.times[-history:]), np.asarray(self.r[-history:])
-      rate = float(np.polyfit(ts, rs, 1)[0])
-      rate_var = motion.rate_sd**2 / len(rs)  # The fitted slope's own uncertainty.
-    else:
-      rate, rate_var = motion.rate, motion.rate_sd**2
+      d = ts - ts.mean()
+      self.rate = float(d @ rs / (d @ d))
+      self.rate_var = motion.rate_sd**2 / len(rs)  # The fitted slope's own uncertainty.
+
+  def predict(self, t: float, motion: Motion):
+    """(x, y, r) predicted at ``t`` and the variances (position, radius) of the
+    prediction alone."""
+    rate, rate_var = ((motion.rate, motion.rate_sd**2) if self.rate is None
+                      else (self.rate, self.rate_var))
+    dt = t - self.times[-1]
     x, y, r, sx, sy, sr = self.last
     return (x, y, r + rate * dt), (0.5 * (sx**2 + sy**2) + motion.q_xy * dt,
                                    sr**2 + rate_var * dt**2)
+
+
+def _assign(preds, det: np.ndarray, gate: float) -> dict[int, int]:
+  """{detection: track index} of the cheapest assignment, where leaving a track or a
+  droplet unmatched costs gate / 2 each and a pair costs its d² if under the gate. Only
+  pairs within the gate are ever scored (a KD tree finds them), and each connected group
+  of tracks and droplets they join is solved on its own: the same optimum as one
+  assignment over everything, at a fraction of the cost."""
+  from scipy.sparse import coo_matrix
+  from scipy.sparse.csgraph import connected_components
+
+  (x, y, r), (vp, vr) = (np.array(v).T for v in zip(*preds))
+  det_var = 0.5 * (det[:, 3] ** 2 + det[:, 4] ** 2)
+  reach = np.sqrt(gate * (vp + det_var.max()))  # No allowed pair is farther apart.
+  near = cKDTree(det[:, :2]).query_ball_point(np.stack([x, y], 1), reach)
+  ti = np.repeat(np.arange(len(near)), [len(v) for v in near])
+  dj = np.concatenate([np.asarray(v, int) for v in near]) if len(ti) else np.zeros(0, int)
+  d2 = ((det[dj, 0] - x[ti]) ** 2 + (det[dj, 1] - y[ti]) ** 2) / (vp[ti] + det_var[dj])
+  d2 += (det[dj, 2] - r[ti]) ** 2 / (vr[ti] + det[dj, 5] ** 2)
+  ok = d2 < gate
+  ti, dj, d2 = ti[ok], dj[ok], d2[ok]
+  n, m = len(x), len(det)
+  if not len(ti):
+    return {}
+  graph = coo_matrix((np.ones(len(ti)), (ti, n + dj)), shape=(n + m, n + m))
+  _, comp = connected_components(graph, directed=False)
+  out = {}
+  for c in np.unique(comp[ti]):
+    sel = comp[ti] == c
+    rows, rinv = np.unique(ti[sel], return_inverse=True)
+    cols, cinv = np.unique(dj[sel], return_inverse=True)
+    a, b = len(rows), len(cols)
+    big = np.full((a + b, b + a), FORBIDDEN)
+    big[rinv, cinv] = d2[sel]
+    big[:a, b:] = np.where(np.eye(a, dtype=bool), gate / 2, FORBIDDEN)
+    big[a:, :b] = np.where(np.eye(b, dtype=bool), gate / 2, FORBIDDEN)
+    big[a:, b:] = 0.0
+    for i, j in zip(*linear_sum_assignment(big)):
+      if i < a and j < b and big[i, j] < FORBIDDEN:
+        out[int(cols[j])] = int(rows[i])
+  return out
 
 
 def _volume_z(child, preds) -> float:
@@ -180,32 +231,15 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
     det = table[list(COLUMNS)].to_numpy(float)
     assign = {}  # detection index -> track
     if active and len(det):
-      preds = [tr.predict(t, motion, options.history) for tr in active]
-      cost = np.full((len(active), len(det)), FORBIDDEN)
-      for i, ((x, y, r), (vp, vr)) in enumerate(preds):
-        var_xy = vp + 0.5 * (det[:, 3] ** 2 + det[:, 4] ** 2)
-        d2 = ((det[:, 0] - x) ** 2 + (det[:, 1] - y) ** 2) / var_xy
-        d2 = d2 + (det[:, 2] - r) ** 2 / (vr + det[:, 5] ** 2)
-        cost[i] = np.where(d2 < gate, d2, FORBIDDEN)
-      # Leaving a track or a droplet unmatched costs gate / 2 each: a pair is taken only
-      # if its d² is under the gate and it beats the alternatives.
-      n, m = cost.shape
-      big = np.full((n + m, m + n), FORBIDDEN)
-      big[:n, :m] = cost
-      big[:n, m:] = np.where(np.eye(n, dtype=bool), gate / 2, FORBIDDEN)
-      big[n:, :m] = np.where(np.eye(m, dtype=bool), gate / 2, FORBIDDEN)
-      big[n:, m:] = 0.0
-      rows, cols = linear_sum_assignment(big)
-      for i, j in zip(rows, cols):
-        if i < n and j < m and cost[i, j] < FORBIDDEN:
-          assign[j] = active[i]
+      preds = [tr.predict(t, motion) for tr in active]
+      assign = {j: active[i] for j, i in _assign(preds, det, gate).items()}
     matched = {id(tr) for tr in assign.values()}
     # Coalescence: tracks seen in the previous frame and unmatched now, touching a
     # droplet of this frame whose volume their volumes (with its matched track's) explain.
     lost = [tr for tr in active if id(tr) not in matched and tr.rows[-1][0] == f - 1]
     children = {}
     for tr in lost:
-      (x, y, r), (vp, vr) = tr.predict(t, motion, options.history)
+      (x, y, r), (vp, vr) = tr.predict(t, motion)
       dist = np.hypot(det[:, 0] - x, det[:, 1] - y) if len(det) else np.zeros(0)
       touch = np.flatnonzero(dist < det[:, 2] + r + 3 * np.sqrt(vp + det[:, 3] ** 2)) \
           if len(det) else []
@@ -217,7 +251,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
       child = (det[j, 2], det[j, 5] ** 2)
       parents, preds = [], []
       if j in assign:  # Matched to one track: a merge only if its volume cannot explain it.
-        (_, _, r), (_, vr) = assign[j].predict(t, motion, options.history)
+        (_, _, r), (_, vr) = assign[j].predict(t, motion)
         if _volume_z(child, [(r, vr)]) <= options.merge_z:
           continue
         parents.append(assign[j])
@@ -254,10 +288,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
         elif f > 0:  # Droplets of the first frame were there before it: no birth.
           labels[(f, j)] = "birth"
           events.append({"frame": f, "track": tr.id, "parents": "", "kind": "birth"})
-      tr.times.append(t)
-      tr.rows.append((f, j))
-      tr.r.append(det[j, 2])
-      tr.last = det[j]
+      tr.add(t, (f, j), det[j], motion, options.history)
     # Deaths: tracks missed for more than max_gap frames.
     for tr in list(active):
       if f - tr.rows[-1][0] > options.max_gap:
