@@ -8,9 +8,11 @@ Mahalanobis distance between a track's prediction and a droplet:
     d² = (Δx² + Δy²) / (σ_x,track² + σ_x,droplet² + q_xy Δt) + (Δr)² / (σ_r,track² +
          σ_r,droplet² + σ_ṙ² Δt²)
 
-where the prediction keeps the track's last position and grows its radius at the track's
-own rate (the least-squares slope of its last radii; the population's median rate for a
-track seen once). Nothing here is a pixel threshold: the posterior widths say how far a
+with the radius term capped at the χ²(1) ``gate`` quantile (a radius read can be an
+outlier, e.g. where a droplet passes from one pyramid level to the next). The prediction
+keeps the track's last position and grows its radius at the track's own rate (the
+least-squares slope of its last radii; the population's median rate for a track seen
+once). Nothing here is a pixel threshold: the posterior widths say how far a
 droplet's reads may wander, and the two process terms are learned from the sequence
 itself (``learn_motion``: mutual nearest neighbours of consecutive frames, robust
 spreads). A pair is allowed when d² is under the ``gate`` quantile of χ² with 3 degrees of
@@ -26,10 +28,16 @@ Events, each labelled on the track table's rows (``event``) and listed in ``even
 - ``coalescence``: droplets that disappear where one droplet now covers them, with the
   new droplet's volume about the sum of theirs (hemispherical caps, V ∝ r³, within three
   standard deviations of the radii's posteriors and the growth in between), end there
-  (``merged``), and the new droplet starts a new track whose ``parents`` are theirs. If
-  the assignment had matched the new droplet to one parent (a small droplet swallowed by a
-  large one barely moves it), that match is undone: the merged droplet is always a new
-  track, so its growth rate is never fitted across the jump;
+  (``merged``), and the new droplet starts a new track whose ``parents`` are theirs. When
+  the assignment matched the new droplet to one parent (a large droplet swallowing a small
+  one barely moves), this is a merge only if that parent's volume alone falls three
+  standard deviations short. A smaller absorption is decided later: a droplet lost beside
+  another one that does not come back within ``max_gap`` frames was absorbed by it (a
+  neighbour merely missed in a frame comes back, and keeps its track). If the absorbing
+  droplet's read volume grew by more than half the absorbed one's (the likelier of "it
+  added its volume" and "it added nothing"), its track is split there, so that the merged
+  droplet is a new track as for every coalescence; if not (a spurious read beside a large
+  droplet adds nothing), the event is labelled and the track goes on;
 - ``death``: a track not seen for more than ``max_gap`` frames ends at its last row;
 - tracks still alive in the last frame end without an event (censored).
 """
@@ -43,6 +51,8 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from scipy.stats import chi2
+
+from dropamort.sequence.motion import Motion, Track, learn_motion  # noqa: F401 (API)
 
 COLUMNS = ("x", "y", "r", "x_sd", "y_sd", "r_sd")
 FORBIDDEN = 1e12  # Cost of a pair outside the gate (never chosen over leaving both).
@@ -64,16 +74,6 @@ class LinkOptions:
       raise ValueError(f"gate must be in (0, 1), got {self.gate}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Motion:
-  """What the sequence says about how droplets move and grow between frames."""
-
-  q_xy: float  # Position variance added per second (px²/s) beyond the posteriors'.
-  rate: float  # Median growth rate dr/dt (px/s) of droplets seen in consecutive frames.
-  rate_sd: float  # Spread of growth rates between droplets (px/s).
-  pairs: int  # Mutual-nearest-neighbour pairs the numbers were learned from.
-
-
 @dataclasses.dataclass
 class Tracks:
   """Linked droplets: ``table`` has one row per (track, frame) with the frame table's
@@ -86,74 +86,7 @@ class Tracks:
   motion: Motion
 
 
-def _mad_sd(v: np.ndarray) -> float:
-  return float(1.4826 * np.median(np.abs(v - np.median(v)))) if len(v) else 0.0
-
-
-def learn_motion(tables: list[pd.DataFrame], times_s: np.ndarray) -> Motion:
-  """Position noise and growth rates from droplets that are each other's nearest
-  neighbour in consecutive frames, closer than half the smaller radius and within half a
-  radius in size: pairs no reasonable linker would doubt. Robust (median absolute
-  deviation) spreads, so the few wrong pairs do not widen them."""
-  dx, dr_dt, posterior_var = [], [], []
-  for t in range(1, len(tables)):
-    a, b = tables[t - 1], tables[t]
-    if not len(a) or not len(b):
-      continue
-    pa, pb = a[["x", "y"]].to_numpy(), b[["x", "y"]].to_numpy()
-    da, ia = cKDTree(pb).query(pa)
-    _, ib = cKDTree(pa).query(pb)
-    mutual = ib[ia] == np.arange(len(a))
-    ra, rb = a["r"].to_numpy(), b["r"].to_numpy()[ia]
-    ok = mutual & (da < 0.5 * np.minimum(ra, rb)) & (np.abs(rb - ra) < 0.5 * ra)
-    dt = float(times_s[t] - times_s[t - 1])
-    j = ia[ok]
-    dx += list((pb[j] - pa[ok]).ravel() / np.sqrt(dt))
-    posterior_var += list(np.repeat((a["x_sd"].to_numpy()[ok] ** 2
-                                     + b["x_sd"].to_numpy()[j] ** 2) / dt, 2))
-    dr_dt += list((rb[ok] - ra[ok]) / dt)
-  if len(dr_dt) < 10:  # Too little to learn from: wide, uninformative motion.
-    return Motion(q_xy=1.0, rate=0.0, rate_sd=1.0, pairs=len(dr_dt))
-  dx, dr_dt = np.asarray(dx), np.asarray(dr_dt)
-  q_xy = max(_mad_sd(dx) ** 2 - float(np.median(posterior_var)), 1e-3)
-  return Motion(q_xy=q_xy, rate=float(np.median(dr_dt)), rate_sd=max(_mad_sd(dr_dt), 1e-3),
-                pairs=len(dr_dt))
-
-
-@dataclasses.dataclass
-class _Track:
-  id: int
-  times: list  # Times (s) and rows (frame, row) of its detections.
-  rows: list
-  r: list
-  last: np.ndarray  # x, y, r, x_sd, y_sd, r_sd of its last detection.
-  rate: float | None = None  # Least-squares dr/dt of its last radii (None: seen once).
-  rate_var: float = 0.0
-
-  def add(self, t: float, row, detection: np.ndarray, motion: Motion, history: int):
-    """Appends a detection and refits the growth rate its predictions use."""
-    self.times.append(t)
-    self.rows.append(row)
-    self.r.append(detection[2])
-    self.last = detection
-    if len(self.r) >= 2:
-      ts, rs = np.asarray(self.times[-history:]), np.asarray(self.r[-history:])
-      d = ts - ts.mean()
-      self.rate = float(d @ rs / (d @ d))
-      self.rate_var = motion.rate_sd**2 / len(rs)  # The fitted slope's own uncertainty.
-
-  def predict(self, t: float, motion: Motion):
-    """(x, y, r) predicted at ``t`` and the variances (position, radius) of the
-    prediction alone."""
-    rate, rate_var = ((motion.rate, motion.rate_sd**2) if self.rate is None
-                      else (self.rate, self.rate_var))
-    dt = t - self.times[-1]
-    x, y, r, sx, sy, sr = self.last
-    return (x, y, r + rate * dt), (0.5 * (sx**2 + sy**2) + motion.q_xy * dt,
-                                   sr**2 + rate_var * dt**2)
-
-
-def _assign(preds, det: np.ndarray, gate: float) -> dict[int, int]:
+def _assign(preds, det: np.ndarray, gate: float, r_cap: float) -> dict[int, int]:
   """{detection: track index} of the cheapest assignment, where leaving a track or a
   droplet unmatched costs gate / 2 each and a pair costs its d² if under the gate. Only
   pairs within the gate are ever scored (a KD tree finds them), and each connected group
@@ -169,7 +102,9 @@ def _assign(preds, det: np.ndarray, gate: float) -> dict[int, int]:
   ti = np.repeat(np.arange(len(near)), [len(v) for v in near])
   dj = np.concatenate([np.asarray(v, int) for v in near]) if len(ti) else np.zeros(0, int)
   d2 = ((det[dj, 0] - x[ti]) ** 2 + (det[dj, 1] - y[ti]) ** 2) / (vp[ti] + det_var[dj])
-  d2 += (det[dj, 2] - r[ti]) ** 2 / (vr[ti] + det[dj, 5] ** 2)
+  # The radius term is capped (a robust likelihood): a read radius can be an outlier, e.g.
+  # where a growing droplet passes from one pyramid level to the next; position decides.
+  d2 += np.minimum((det[dj, 2] - r[ti]) ** 2 / (vr[ti] + det[dj, 5] ** 2), r_cap)
   ok = d2 < gate
   ti, dj, d2 = ti[ok], dj[ok], d2[ok]
   n, m = len(x), len(det)
@@ -221,9 +156,11 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
       raise ValueError(f"frame {t}'s table lacks the column(s) {', '.join(missing)}")
   motion = learn_motion(tables, times_s)
   gate = float(chi2.ppf(options.gate, 3))
-  active: list[_Track] = []
-  done: list[_Track] = []
+  r_cap = float(chi2.ppf(options.gate, 1))  # The most a radius alone can add to d².
+  active: list[Track] = []
+  done: list[Track] = []
   events, labels = [], {}  # labels[(frame, row)] = event of that row.
+  absorbed = {}  # (frame, child id) -> (child track, tracks it absorbed, each seen?).
   next_id = 0
 
   for f, table in enumerate(tables):
@@ -232,7 +169,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
     assign = {}  # detection index -> track
     if active and len(det):
       preds = [tr.predict(t, motion) for tr in active]
-      assign = {j: active[i] for j, i in _assign(preds, det, gate).items()}
+      assign = {j: active[i] for j, i in _assign(preds, det, gate, r_cap).items()}
     matched = {id(tr) for tr in assign.values()}
     # Coalescence: tracks seen in the previous frame and unmatched now, touching a
     # droplet of this frame whose volume their volumes (with its matched track's) explain.
@@ -246,7 +183,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
       if len(touch):  # The droplet it overlaps most (deepest inside it).
         j = int(touch[np.argmin(dist[touch] - det[touch, 2])])
         children.setdefault(j, []).append((tr, (r, vr)))
-    merged, parents_of = set(), {}
+    merged, parents_of, pending = set(), {}, {}
     for j, cands in children.items():
       child = (det[j, 2], det[j, 5] ** 2)
       parents, preds = [], []
@@ -270,7 +207,12 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
           labels[p.rows[-1]] = "merged"
           active.remove(p)
           done.append(p)
+    for j, cands in children.items():  # Touched but not merged: maybe absorbed (below).
+      if j not in merged and j not in pending:
+        r_own = assign[j].predict(t, motion)[0][2] if j in assign else 0.0
+        pending[j] = (det[j, 2] ** 3 - r_own**3, cands)
     # Extend matched tracks; start new ones (births and coalescence children).
+    owner = {}
     for j in range(len(det)):
       if j in assign:
         tr = assign[j]
@@ -278,7 +220,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
           labels[(f, j)] = "gap"
           events.append({"frame": f, "track": tr.id, "parents": "", "kind": "gap"})
       else:
-        tr = _Track(next_id, [], [], [], det[j])
+        tr = Track(next_id, [], [], [], det[j])
         next_id += 1
         active.append(tr)
         if j in merged:
@@ -289,20 +231,97 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
           labels[(f, j)] = "birth"
           events.append({"frame": f, "track": tr.id, "parents": "", "kind": "birth"})
       tr.add(t, (f, j), det[j], motion, options.history)
-    # Deaths: tracks missed for more than max_gap frames.
+      tr.absorbed = None  # Found (again): whatever it touched when lost, it was not absorbed.
+      owner[j] = tr
+    for j, (excess, cands) in pending.items():  # Absorbed, unless it comes back.
+      for tr, (r, _) in sorted(cands, key=lambda c: -c[1][0]):
+        if tr in active and tr.absorbed is None:
+          # Seen in the volume if the child's volume beyond its own track's prediction is
+          # nearer r³ than 0 (the likelier of "it added its volume" and "it added
+          # nothing"); only then is the child's track split (a spurious read beside a
+          # large droplet adds nothing and must not cut the large droplet's track).
+          tr.absorbed = (f, owner[j], excess >= r**3 / 2)
+          excess -= r**3
+    # Ends: tracks missed for more than max_gap frames (and, at the last frame, every track
+    # still missing): absorbed by the droplet they touched when lost, or dead.
     for tr in list(active):
-      if f - tr.rows[-1][0] > options.max_gap:
-        labels.setdefault(tr.rows[-1], "death")
-        events.append({"frame": tr.rows[-1][0], "track": tr.id, "parents": "",
-                       "kind": "death"})
+      gone = f - tr.rows[-1][0]
+      if gone > options.max_gap or (f == len(tables) - 1 and gone > 0 and tr.absorbed):
+        _end(tr, labels, events, absorbed)
         active.remove(tr)
         done.append(tr)
+  done += _absorptions(absorbed, events, labels, next_id)
   return Tracks(table=_table(tables, times_s, done + active, labels),
                 events=pd.DataFrame(events, columns=["frame", "track", "parents", "kind"]),
                 motion=motion)
 
 
-def _table(tables, times_s, tracks: list[_Track], labels: dict) -> pd.DataFrame:
+def _end(tr: Track, labels: dict, events: list, absorbed: dict) -> None:
+  """Ends a track that is not coming back: merged into the droplet it touched when it was
+  lost, if any (collected in ``absorbed`` by that droplet's (frame, track)), else dead."""
+  if tr.absorbed is not None:
+    f, child, seen = tr.absorbed
+    labels[tr.rows[-1]] = "merged"
+    absorbed.setdefault((f, child.id), (child, [], []))[1].append(tr)
+    absorbed[(f, child.id)][2].append(seen)
+  else:
+    labels.setdefault(tr.rows[-1], "death")
+    events.append({"frame": tr.rows[-1][0], "track": tr.id, "parents": "", "kind": "death"})
+
+
+def _absorptions(absorbed: dict, events: list, labels: dict, next_id: int) -> list[Track]:
+  """Coalescence events of the droplets absorbed without a measurable change of volume (a
+  small droplet swallowed by a large one). The absorbed join the parents of the child's
+  coalescence event if it has one. Else, if the child's track existed before, it is split
+  there: the part from the absorption on becomes a new track, so that, as for every
+  coalescence, the merged droplet is a new track whose parents are the old part and the
+  absorbed. ``events`` and ``labels`` are updated in place; returns the new tracks."""
+  created, successor = [], {}
+  for (f, _), (child, gone, seen) in sorted(absorbed.items(), key=lambda kv: kv[0]):
+    while not any(r[0] == f for r in child.rows):  # Split earlier: follow the later part.
+      child = successor[child]
+    ids = [str(tr.id) for tr in gone]
+    event = next((e for e in events if e["kind"] == "coalescence" and e["frame"] == f
+                  and e["track"] == child.id), None)
+    if event is not None:
+      event["parents"] = ";".join([event["parents"], *ids])
+      continue
+    if child.rows[0][0] == f and len(gone) >= 2:  # Droplets lost where a new one is.
+      labels.setdefault(child.rows[0], "coalescence")
+      events.append({"frame": f, "track": child.id, "parents": ";".join(ids),
+                     "kind": "coalescence"})
+      continue
+    if child.rows[0][0] == f:  # A lone droplet lost beside a new one: nothing merged.
+      for tr in gone:
+        labels[tr.rows[-1]] = "death"
+        events.append({"frame": tr.rows[-1][0], "track": tr.id, "parents": "",
+                       "kind": "death"})
+      continue
+    k = next(i for i, r in enumerate(child.rows) if r[0] == f)
+    if not any(seen):  # Not seen in the volume: labelled, and the child's track goes on.
+      labels.setdefault(child.rows[k], "coalescence")
+      events.append({"frame": f, "track": child.id, "parents": ";".join([str(child.id), *ids]),
+                     "kind": "coalescence"})
+      continue
+    later = Track(next_id, child.times[k:], child.rows[k:], child.r[k:], child.last)
+    next_id += 1
+    child.times, child.rows, child.r = child.times[:k], child.rows[:k], child.r[:k]
+    successor[child] = later
+    created.append(later)
+    for e in events:  # What happened to the track from f on happened to its later part.
+      if e["track"] == child.id and e["frame"] >= f:
+        e["track"] = later.id
+      if e["frame"] > f and e["parents"]:
+        e["parents"] = ";".join(str(later.id) if p == str(child.id) else p
+                                for p in e["parents"].split(";"))
+    labels[child.rows[-1]] = "merged"
+    labels[later.rows[0]] = "coalescence"
+    events.append({"frame": f, "track": later.id, "parents": ";".join([str(child.id), *ids]),
+                   "kind": "coalescence"})
+  return created
+
+
+def _table(tables, times_s, tracks: list[Track], labels: dict) -> pd.DataFrame:
   """One row per detection of every track, sorted by frame then track."""
   by_frame = {}
   for tr in tracks:

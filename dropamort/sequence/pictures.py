@@ -8,8 +8,8 @@ from dropamort.figures import save_figure
 
 
 def save_tracks(path: str, image_HWC, tracks, events) -> None:
-  """Every track's path over the last frame (one colour per track), the droplets of the
-  last frame as circles, and each coalescence as a white cross where the child starts."""
+  """The last frame with its droplets (yellow circles), the path of each of their tracks
+  (one colour per track) and a white cross where a track began as a coalescence."""
   import matplotlib.pyplot as plt
   from dropamort.figures import draw_catalog
 
@@ -17,17 +17,21 @@ def save_tracks(path: str, image_HWC, tracks, events) -> None:
   fig, ax = plt.subplots(figsize=(10, 10 * h / w))
   ax.imshow(np.clip(image_HWC, 0, 1), extent=(0, w, h, 0))
   colours = plt.get_cmap("tab20")
-  for track, part in tracks.groupby("track"):
+  last = tracks[tracks["frame"] == tracks["frame"].max()]
+  alive = tracks[tracks["track"].isin(last["track"])]
+  for track, part in alive.groupby("track"):
     if len(part) > 1:
       ax.plot(part["x"] - 0.5, part["y"] - 0.5, "-", lw=1.0, color=colours(track % 20))
-  last = tracks[tracks["frame"] == tracks["frame"].max()]
   draw_catalog(ax, last, color="yellow", linewidth=0.5)
-  kids = tracks.merge(events[events["kind"] == "coalescence"][["frame", "track"]],
-                      on=["frame", "track"])
+  kids = alive.merge(events[events["kind"] == "coalescence"][["frame", "track"]],
+                     on=["frame", "track"])
   ax.plot(kids["x"] - 0.5, kids["y"] - 0.5, "x", color="white", ms=5, mew=1.2)
+  ax.set_xlim(0, w)
+  ax.set_ylim(h, 0)
   ax.set_axis_off()
-  ax.set_title(f"{tracks['track'].nunique()} tracks over {tracks['frame'].nunique()} frames; "
-               f"x: {len(kids)} coalescences", fontsize=9)
+  ax.set_title(f"last frame: {len(last)} droplets, their tracks over "
+               f"{tracks['frame'].nunique()} frames; x: {len(kids)} of them began as a "
+               "coalescence", fontsize=9)
   fig.tight_layout()
   save_figure(fig, path)
 

@@ -81,10 +81,15 @@ def test_a_missed_neighbour_does_not_break_the_track_it_touches():
   explains it, so it keeps its track and the smaller comes back through the gap."""
   big, small = (100.0, 100.0, 8.0), (111.0, 100.0, 3.0)
   tables = [frame(big, small, *STILL), frame(big, *STILL), frame(big, small, *STILL)]
-  tracks = link(tables, np.arange(3.0))
+  # Then both vanish (nothing they touch): two deaths, and no coalescence from the time
+  # the smaller was lost beside the larger.
+  tables += [frame(*STILL) for _ in range(4)]
+  tracks = link(tables, np.arange(7.0))
   assert {track_of(tracks, f, 0) for f in range(3)} == {track_of(tracks, 0, 0)}
   assert track_of(tracks, 2, 1) == track_of(tracks, 0, 1)
   assert "coalescence" not in set(tracks.events.kind)
+  deaths = tracks.events[tracks.events.kind == "death"]
+  assert set(deaths.track) == {track_of(tracks, 2, 0), track_of(tracks, 2, 1)}
 
 
 def test_a_track_missed_longer_than_max_gap_dies_and_its_return_is_a_birth():
@@ -136,3 +141,26 @@ def test_bad_sequences_are_refused_in_one_line():
     link(scene()[:2], [1.0, 1.0])
   with pytest.raises(ValueError, match="r_sd"):
     link([frame((1, 1, 2)).drop(columns="r_sd")] * 2, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("grew", [True, False])
+def test_a_small_droplet_absorbed_by_a_large_one(grew):
+  """A droplet of 1.6 % of its neighbour's volume vanishes into it in frame 2, never to
+  return. That is a coalescence either way. If the large droplet's read volume grew by
+  about the small one's, the merged droplet is a new track (as every merged droplet is);
+  if the read shows no growth (it could be a spurious read beside the large droplet), the
+  event is labelled but the large droplet's track goes on."""
+  big, small = (100.0, 100.0, 20.0), (124.9, 100.0, 5.0)
+  child = merged(big, small) if grew else big
+  tables = [frame(big, small, *STILL), frame(big, small, *STILL)] + [
+      frame(child, *STILL) for _ in range(4)]
+  tracks = link(tables, np.arange(6.0))
+  b, s, c = track_of(tracks, 1, 0), track_of(tracks, 1, 1), track_of(tracks, 2, 0)
+  ev = tracks.events[tracks.events.kind == "coalescence"]
+  assert len(ev) == 1 and int(ev.frame.iloc[0]) == 2 and int(ev.track.iloc[0]) == c
+  assert sorted(int(p) for p in ev.parents.iloc[0].split(";")) == sorted((b, s))
+  assert (c != b) == grew
+  assert {track_of(tracks, f, 0) for f in range(2, 6)} == {c}
+  t = tracks.table
+  assert t[(t.track == s) & (t.frame == 1)].event.iloc[0] == "merged"
+  assert "death" not in set(tracks.events.kind)
