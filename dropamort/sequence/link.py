@@ -8,11 +8,9 @@ Mahalanobis distance between a track's prediction and a droplet:
     d² = (Δx² + Δy²) / (σ_x,track² + σ_x,droplet² + q_xy Δt) + (Δr)² / (σ_r,track² +
          σ_r,droplet² + σ_ṙ² Δt²)
 
-with the radius term capped at the χ²(1) ``gate`` quantile (a radius read can be an
-outlier, e.g. where a droplet passes from one pyramid level to the next). The prediction
-keeps the track's last position and grows its radius at the track's own rate (the
-least-squares slope of its last radii; the population's median rate for a track seen
-once). Nothing here is a pixel threshold: the posterior widths say how far a
+The prediction keeps the track's last position and grows its radius at the track's own
+rate (the least-squares slope of its last radii; the population's median rate for a
+track seen once). Nothing here is a pixel threshold: the posterior widths say how far a
 droplet's reads may wander, and the two process terms are learned from the sequence
 itself (``learn_motion``: mutual nearest neighbours of consecutive frames, robust
 spreads). A pair is allowed when d² is under the ``gate`` quantile of χ² with 3 degrees of
@@ -86,7 +84,7 @@ class Tracks:
   motion: Motion
 
 
-def _assign(preds, det: np.ndarray, gate: float, r_cap: float) -> dict[int, int]:
+def _assign(preds, det: np.ndarray, gate: float) -> dict[int, int]:
   """{detection: track index} of the cheapest assignment, where leaving a track or a
   droplet unmatched costs gate / 2 each and a pair costs its d² if under the gate. Only
   pairs within the gate are ever scored (a KD tree finds them), and each connected group
@@ -102,9 +100,7 @@ def _assign(preds, det: np.ndarray, gate: float, r_cap: float) -> dict[int, int]
   ti = np.repeat(np.arange(len(near)), [len(v) for v in near])
   dj = np.concatenate([np.asarray(v, int) for v in near]) if len(ti) else np.zeros(0, int)
   d2 = ((det[dj, 0] - x[ti]) ** 2 + (det[dj, 1] - y[ti]) ** 2) / (vp[ti] + det_var[dj])
-  # The radius term is capped (a robust likelihood): a read radius can be an outlier, e.g.
-  # where a growing droplet passes from one pyramid level to the next; position decides.
-  d2 += np.minimum((det[dj, 2] - r[ti]) ** 2 / (vr[ti] + det[dj, 5] ** 2), r_cap)
+  d2 += (det[dj, 2] - r[ti]) ** 2 / (vr[ti] + det[dj, 5] ** 2)
   ok = d2 < gate
   ti, dj, d2 = ti[ok], dj[ok], d2[ok]
   n, m = len(x), len(det)
@@ -156,7 +152,6 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
       raise ValueError(f"frame {t}'s table lacks the column(s) {', '.join(missing)}")
   motion = learn_motion(tables, times_s)
   gate = float(chi2.ppf(options.gate, 3))
-  r_cap = float(chi2.ppf(options.gate, 1))  # The most a radius alone can add to d².
   active: list[Track] = []
   done: list[Track] = []
   events, labels = [], {}  # labels[(frame, row)] = event of that row.
@@ -169,7 +164,7 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
     assign = {}  # detection index -> track
     if active and len(det):
       preds = [tr.predict(t, motion) for tr in active]
-      assign = {j: active[i] for j, i in _assign(preds, det, gate, r_cap).items()}
+      assign = {j: active[i] for j, i in _assign(preds, det, gate).items()}
     matched = {id(tr) for tr in assign.values()}
     # Coalescence: tracks seen in the previous frame and unmatched now, touching a
     # droplet of this frame whose volume their volumes (with its matched track's) explain.
