@@ -33,9 +33,10 @@ Events, each labelled on the track table's rows (``event``) and listed in ``even
   another one that does not come back within ``max_gap`` frames was absorbed by it (a
   neighbour merely missed in a frame comes back, and keeps its track). If the absorbing
   droplet's read volume grew by more than half the absorbed one's (the likelier of "it
-  added its volume" and "it added nothing"), its track is split there, so that the merged
-  droplet is a new track as for every coalescence; if not (a spurious read beside a large
-  droplet adds nothing), the event is labelled and the track goes on;
+  added its volume" and "it added nothing") and the absorbed droplet was read in more
+  than one frame, the absorbing track is split there, so that the merged droplet is a
+  new track as for every coalescence; if not (a spurious read beside a large droplet,
+  often read once, adds nothing), the event is labelled and the track goes on;
 - ``death``: a track not seen for more than ``max_gap`` frames ends at its last row;
 - tracks still alive in the last frame end without an event (censored).
 """
@@ -233,9 +234,10 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
         if tr in active and tr.absorbed is None:
           # Seen in the volume if the child's volume beyond its own track's prediction is
           # nearer r³ than 0 (the likelier of "it added its volume" and "it added
-          # nothing"); only then is the child's track split (a spurious read beside a
-          # large droplet adds nothing and must not cut the large droplet's track).
-          tr.absorbed = (f, owner[j], excess >= r**3 / 2)
+          # nothing") and the droplet was read more than once; only then is the child's
+          # track split (a spurious read beside a large droplet, often read once, adds
+          # nothing and must not cut the large droplet's track).
+          tr.absorbed = (f, owner[j], excess >= r**3 / 2 and len(tr.rows) >= 2)
           excess -= r**3
     # Ends: tracks missed for more than max_gap frames (and, at the last frame, every track
     # still missing): absorbed by the droplet they touched when lost, or dead.

@@ -143,17 +143,19 @@ def test_bad_sequences_are_refused_in_one_line():
     link([frame((1, 1, 2)).drop(columns="r_sd")] * 2, [0.0, 1.0])
 
 
-@pytest.mark.parametrize("grew", [True, False])
-def test_a_small_droplet_absorbed_by_a_large_one(grew):
-  """A droplet of 1.6 % of its neighbour's volume vanishes into it in frame 2, never to
-  return. That is a coalescence either way. If the large droplet's read volume grew by
-  about the small one's, the merged droplet is a new track (as every merged droplet is);
-  if the read shows no growth (it could be a spurious read beside the large droplet), the
-  event is labelled but the large droplet's track goes on."""
+@pytest.mark.parametrize("grew, seen", [(True, 2), (False, 2), (True, 1)])
+def test_a_small_droplet_absorbed_by_a_large_one(grew, seen):
+  """A droplet of 1.6 % of its neighbour's volume, read in ``seen`` frames, vanishes into
+  it in frame 2, never to return. That is a coalescence either way. If the large
+  droplet's read volume grew by about the small one's and the small one was read more
+  than once, the merged droplet is a new track (as every merged droplet is); if the read
+  shows no growth, or the small droplet was read only once (either could be a spurious
+  read beside the large droplet), the event is labelled but the large track goes on."""
   big, small = (100.0, 100.0, 20.0), (124.9, 100.0, 5.0)
   child = merged(big, small) if grew else big
-  tables = [frame(big, small, *STILL), frame(big, small, *STILL)] + [
-      frame(child, *STILL) for _ in range(4)]
+  tables = [frame(big, small, *STILL) if seen == 2 else frame(big, *STILL),
+            frame(big, small, *STILL)] + [frame(child, *STILL) for _ in range(4)]
+  grew = grew and seen == 2
   tracks = link(tables, np.arange(6.0))
   b, s, c = track_of(tracks, 1, 0), track_of(tracks, 1, 1), track_of(tracks, 2, 0)
   ev = tracks.events[tracks.events.kind == "coalescence"]
