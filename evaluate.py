@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dropamort.cli import check_overrides, quiet_libraries, run_or_fail, use_compilation_cache
-from dropamort.config import EvaluateRunConfig, register_evaluate_configs, to_dataclass
+from dropamort.config import to_dataclass
+from dropamort.read_config import EvaluateRunConfig, register_evaluate_configs
 from dropamort.evaluation.run import evaluate, summary_lines
 
 register_evaluate_configs()

@@ -23,7 +23,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from dropamort.cli import check_overrides, fail, quiet_libraries, run_or_fail, use_compilation_cache
-from dropamort.config import InferRunConfig, register_infer_configs, to_dataclass
+from dropamort.config import to_dataclass
+from dropamort.read_config import InferRunConfig, register_infer_configs
 from dropamort.inference.api import load
 from dropamort.inference.run import run
 

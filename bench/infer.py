@@ -25,7 +25,7 @@ from common import median_ms, report  # noqa: E402
 from quality import make_seed_svi  # noqa: E402
 
 import dropamort  # noqa: E402
-from dropamort.config import InferConfig  # noqa: E402
+from dropamort.read_config import InferConfig  # noqa: E402
 from dropamort.data.images import read_image, resize  # noqa: E402
 from dropamort.datasets import store  # noqa: E402
 from dropamort.inference.refine import refine_result  # noqa: E402

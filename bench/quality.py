@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
 
 import dropamort  # noqa: E402
-from dropamort.config import InferConfig  # noqa: E402
+from dropamort.read_config import InferConfig  # noqa: E402
 from dropamort.datasets import store  # noqa: E402
 from dropamort.evaluation.measure import inside_image  # noqa: E402
 from dropamort.inference.refine import refine_result  # noqa: E402

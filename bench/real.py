@@ -32,7 +32,7 @@ from common import report  # noqa: E402
 import peers  # noqa: E402
 
 import dropamort  # noqa: E402
-from dropamort.config import InferConfig  # noqa: E402
+from dropamort.read_config import InferConfig  # noqa: E402
 from dropamort.data.images import find_images, read_image  # noqa: E402
 from dropamort.data.real import held_out_paths  # noqa: E402
 from dropamort.metrics import (PRED_FACTOR, REAL_MIN_TOL, false_by_radius,  # noqa: E402

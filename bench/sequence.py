@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
 
 import dropamort  # noqa: E402
-from dropamort.config import InferConfig  # noqa: E402
+from dropamort.read_config import InferConfig  # noqa: E402
 from dropamort.sequence.metrics import (id_assignment, scored_events,  # noqa: E402
                                         tracking_scores)
 from dropamort.sequence.simulate import (lsq_slope, render_frames,  # noqa: E402

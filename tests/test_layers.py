@@ -13,7 +13,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dropamort"
 
 # Lowest first. A unit is the first name after ``dropamort.``.
-LAYERS = ["errors", "schema", "user_tier", "config", "parallel", "figures", "metrics", "data", "model",
+LAYERS = ["errors", "schema", "user_tier", "config", "read_config", "parallel", "figures", "metrics", "data", "model",
           "encoder", "pyramid", "objective", "datasets", "checkpoint", "training", "inference",
           "sequence", "evaluation", "cli", "__init__"]
 RANK = {unit: i for i, unit in enumerate(LAYERS)}

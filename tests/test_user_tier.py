@@ -141,7 +141,7 @@ def test_a_model_trained_with_a_pixel_size_reports_micrometres_unless_told_other
   import numpy as np
 
   import dropamort
-  from dropamort.config import InferConfig
+  from dropamort.read_config import InferConfig
 
   reader = dropamort.load(checkpoint)
   image = np.random.default_rng(0).random((40, 52, 3)).astype(np.float32)

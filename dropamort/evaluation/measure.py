@@ -15,7 +15,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from dropamort.config import EvaluateConfig
+from dropamort.read_config import EvaluateConfig
 from dropamort.evaluation import calibration, detection
 from dropamort.metrics import PRED_FACTOR, coverage, match
 from dropamort.pyramid import point_mask

@@ -12,12 +12,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from dropamort.config import EvaluateRunConfig, ModelConfig, json_ready
+from dropamort.config import ModelConfig, json_ready
 from dropamort.datasets import store
 from dropamort.datasets import DatasetError
 from dropamort.evaluation.measure import Accumulator
 from dropamort.evaluation.plots import save_reliability, save_sbc
-from dropamort.config import InferConfig
+from dropamort.read_config import EvaluateRunConfig, InferConfig
 from dropamort.inference.api import DropletReader
 from dropamort.pyramid import merged_candidates
 from dropamort.inference.predictor import Predictor

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dropamort import checkpoint
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.data.images import resize
 from dropamort.encoder.posterior import CatalogPosterior
 from dropamort.inference.catalog_table import at_edge, droplet_table, summarize

@@ -26,7 +26,8 @@ from numpyro.infer.elbo import ELBO
 from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import compute_log_probs
 
-from dropamort.config import InferConfig, ModelConfig
+from dropamort.config import ModelConfig
+from dropamort.read_config import InferConfig
 from dropamort.encoder.posterior import central_z, transformed_normal_sd
 from dropamort.inference.api import DropletReader, Result
 from dropamort.model.model import droplet_model

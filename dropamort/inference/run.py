@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.data.images import ImageError, find_images, read_image
 from dropamort.inference import pictures, report, stats
 from dropamort.inference.api import DropletReader, Result

@@ -22,7 +22,7 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.data.images import find_images, image_size
 from dropamort.errors import UserError
 from dropamort.inference import report

@@ -91,7 +91,7 @@ def test_the_bundled_model_reads_its_microscope_as_documented():
   to within 10%, and its render of what it found leaves a residual near its fitted noise
   level, far below the image's own spread about its mean colour."""
   import dropamort
-  from dropamort.config import InferConfig
+  from dropamort.read_config import InferConfig
   from dropamort.data.images import read_image
 
   example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",

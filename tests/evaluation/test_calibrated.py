@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 import dropamort
-from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, EvaluateRunConfig,
-                              InferConfig, ModelConfig, TrainConfig, TrainerConfig)
+from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelConfig,
+                              TrainConfig, TrainerConfig)
+from dropamort.read_config import EvaluateRunConfig, InferConfig
 from dropamort.evaluation.run import evaluate
 from dropamort.model.decoder import load_params
 from dropamort.model.simulate import make_simulate

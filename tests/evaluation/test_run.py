@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from dropamort.config import EvaluateConfig, EvaluateRunConfig, ModelConfig
+from dropamort.config import ModelConfig
+from dropamort.read_config import EvaluateConfig, EvaluateRunConfig
 from dropamort.datasets import DatasetError, store
 from dropamort.datasets.droplet_sim import DropletSim, custom_config
 from dropamort.evaluation.run import evaluate, summary_lines

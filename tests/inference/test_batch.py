@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import dropamort
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.inference.run import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,7 +73,7 @@ def test_a_failing_batch_is_retried_image_by_image(checkpoint, tmp_path, monkeyp
 EIGHT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from dropamort.config import InferConfig
+    from dropamort.read_config import InferConfig
     from dropamort.inference.api import DropletReader
     from dropamort.inference.predictor import Predictor, TilePlan
     from dropamort.checkpoint import load

@@ -14,7 +14,7 @@ import tifffile
 from PIL import Image
 
 import dropamort
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.data.images import ImageError, find_images, read_image
 from dropamort.inference.run import run
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 import dropamort
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.inference.refine import refine_result
 from dropamort.model.simulate import make_simulate
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import dropamort
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.inference.catalog_table import droplet_table
 from dropamort.checkpoint import CheckpointError
 from dropamort.inference.run import run

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import dropamort
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.inference.api import DropletReader
 from dropamort.metrics import detection_metrics
 from dropamort.model.catalog import to_table

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import dropamort
-from dropamort.config import InferConfig
+from dropamort.read_config import InferConfig
 from dropamort.sequence.link import link
 from dropamort.sequence.run import SequenceError, natural_key, run_sequence
 

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 import dropamort
-from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, InferConfig,
-                              ModelConfig, TrainConfig, TrainerConfig)
+from dropamort.config import (CalibrateConfig, DataConfig, EncoderConfig, ModelConfig,
+                              TrainConfig, TrainerConfig)
+from dropamort.read_config import InferConfig
 from dropamort.inference.api import DropletReader
 from dropamort.model.decoder import SHARP_EDGE_PX, edge_width, load_params
 from dropamort.model.prior import IDENTITY_EDGE
