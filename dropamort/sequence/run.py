@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from dropamort.read_config import InferConfig
-from dropamort.data.images import find_images, image_size
+from dropamort.data.images import find_images, image_size, read_image
 from dropamort.errors import UserError
 from dropamort.inference import report
 from dropamort.inference.api import DropletReader
-from dropamort.inference.run import run as run_frames
+from dropamort.inference.run import output_name, run as run_frames
 from dropamort.sequence import pictures
 from dropamort.sequence.growth import GrowthOptions, field_heat_flux, growth_rates, units
 from dropamort.sequence.link import link
@@ -100,7 +100,7 @@ def run_sequence(reader: DropletReader, spec: str, out_root: str, options: Infer
     if run_frames(reader, paths, staging, options):
       raise SequenceError("a frame could not be read (above); a sequence needs every frame, "
                           "so nothing was written")
-    names = _frame_folders(staging, paths)
+    names = _frame_folders(paths)
     tables = [pd.read_parquet(os.path.join(staging, n, "catalog.parquet")) for n in names]
     tracks = link(tables, times)
     tracks.table.insert(2, "image", [names[f] for f in tracks.table["frame"]])
@@ -110,7 +110,8 @@ def run_sequence(reader: DropletReader, spec: str, out_root: str, options: Infer
     growth = growth_rates(tracks.table, growth_opts, pixel_size=options.pixel_size,
                           seconds=seconds)
     summary = _summary(tracks, growth, times, seconds, options, (height, width), growth_opts)
-    _write(staging, tracks, growth, summary, paths[-1], options, seconds)
+    _write(staging, tracks, growth, summary, paths[-1], reader.cfg.model.channels, options,
+           seconds)
     for name in os.listdir(staging):
       dest = os.path.join(out_root, name)
       if os.path.isdir(dest):
@@ -124,10 +125,8 @@ def run_sequence(reader: DropletReader, spec: str, out_root: str, options: Infer
   return 0
 
 
-def _frame_folders(staging: str, paths: list[str]) -> list[str]:
+def _frame_folders(paths: list[str]) -> list[str]:
   """Each frame's output folder, in frame order (``inference.run.output_name``'s names)."""
-  from dropamort.inference.run import output_name
-
   taken: set[str] = set()
   return [output_name(p, taken) for p in paths]
 
@@ -160,7 +159,7 @@ def _summary(tracks, growth, times, seconds, options, size, growth_opts) -> dict
   return out
 
 
-def _write(folder, tracks, growth, summary, last_frame, options, seconds) -> None:
+def _write(folder, tracks, growth, summary, last_frame, channels, options, seconds) -> None:
   tracks.table.to_csv(os.path.join(folder, "tracks.csv"), index=False)
   tracks.table.to_parquet(os.path.join(folder, "tracks.parquet"), index=False)
   tracks.events.to_csv(os.path.join(folder, "events.csv"), index=False)
@@ -168,9 +167,7 @@ def _write(folder, tracks, growth, summary, last_frame, options, seconds) -> Non
   with open(os.path.join(folder, "sequence.json"), "w") as f:
     json.dump(summary, f, indent=2)
   if options.pictures:
-    from dropamort.data.images import read_image
-
-    image, _ = read_image(last_frame, 3)
+    image, _ = read_image(last_frame, channels)
     pictures.save_tracks(os.path.join(folder, "tracks.png"), image, tracks.table,
                          tracks.events)
     pictures.save_growth(os.path.join(folder, "growth.png"), tracks.table, growth,
