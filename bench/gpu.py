@@ -7,7 +7,8 @@ H100/H200; ``--smoke``: the same code path on the CPU in under a minute).
 Measures, in this order, and writes one JSON object to --out and as the last line:
 training images/s for the default configuration and for ``experiment=gpu``; validation
 F1 after ``--minutes`` of ``experiment=gpu`` training (from scratch); single-pass ms
-(the encoder on every pyramid level infer.py reads) for a 380×507 and a 2028×1520 image;
+(the encoder on every pyramid level infer.py reads) for a 380×507 and a 2028×1520 image,
+the latter also with 16 and 64 tiles per encoder call (infer.py's default is 4);
 batched inference images/s (380×507, ``--batch`` per call); peak device memory.
 """
 
@@ -26,6 +27,7 @@ from common import machine, median_ms  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 clock = time.perf_counter  # The clock the rates and the training budget are read from.
+TILE_BATCHES = (16, 64)  # Tiles per encoder call tried on the tiled size (default 4).
 
 
 def compose(*overrides):
@@ -74,7 +76,7 @@ def timed_training(cfg, seconds: float, run_dir: str):
 
 
 def inference_figures(cfg, state, sizes, batch: int, repeats: int) -> dict:
-  from dropamort.inference.predictor import Predictor
+  from dropamort.inference.predictor import Predictor, TilePlan
   from dropamort.pyramid import read
 
   predictor = Predictor(cfg, state.params, state.decoder_params, prior=state.prior)
@@ -84,6 +86,14 @@ def inference_figures(cfg, state, sizes, batch: int, repeats: int) -> dict:
     image = rng.random((h, w, 3)).astype(np.float32)
     out[f"single_pass_ms_{h}x{w}"] = round(median_ms(
         lambda im: [lr.posterior for lr in read(predictor.posteriors, [im], cfg.model)[0]], image,
+        repeats=repeats, warmup=1), 2)
+  h, w = sizes[-1]  # The tiled size again, with more tiles per encoder call.
+  image = rng.random((h, w, 3)).astype(np.float32)
+  for tiles in TILE_BATCHES:
+    tiled = Predictor(cfg, state.params, state.decoder_params, TilePlan(batch=tiles),
+                      prior=state.prior)
+    out[f"single_pass_ms_{h}x{w}_tiles_{tiles}"] = round(median_ms(
+        lambda im: [lr.posterior for lr in read(tiled.posteriors, [im], cfg.model)[0]], image,
         repeats=repeats, warmup=1), 2)
   h, w = sizes[0]
   images = [rng.random((h, w, 3)).astype(np.float32) for _ in range(batch)]
