@@ -48,6 +48,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from scipy.stats import chi2
 
@@ -91,9 +93,6 @@ def _assign(preds, det: np.ndarray, gate: float) -> dict[int, int]:
   pairs within the gate are ever scored (a KD tree finds them), and each connected group
   of tracks and droplets they join is solved on its own: the same optimum as one
   assignment over everything, at a fraction of the cost."""
-  from scipy.sparse import coo_matrix
-  from scipy.sparse.csgraph import connected_components
-
   (x, y, r), (vp, vr) = (np.array(v).T for v in zip(*preds))
   det_var = 0.5 * (det[:, 3] ** 2 + det[:, 4] ** 2)
   reach = np.sqrt(gate * (vp + det_var.max()))  # No allowed pair is farther apart.
