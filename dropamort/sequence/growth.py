@@ -130,12 +130,14 @@ def _with_interval(name: str, point: float, draws: np.ndarray) -> dict:
 
 
 def field_heat_flux(tracks: pd.DataFrame, area_um2: float, options: GrowthOptions =
-                    GrowthOptions(), *, pixel_size: float) -> dict:
+                    GrowthOptions(), *, pixel_size: float,
+                    total_s: float | None = None) -> dict:
   """The mean heat flux into the field over the sequence (W/m²) with its 90 % interval:
   Σ_tracks Q_i · T_i / T over the area (module docstring), from the same draws as
   ``growth_rates`` (the tracks' draws independent, so they are summed draw by draw)."""
   f = cap_factor(options.contact_angle_deg)
-  total_t = float(tracks["time_s"].max() - tracks["time_s"].min())
+  total_t = (float(tracks["time_s"].max() - tracks["time_s"].min()) if total_s is None
+             else float(total_s))  # The sequence's span (default: that of the tracks).
   if total_t <= 0:
     raise ValueError("the sequence spans no time")
   k = options.density_kg_m3 * options.latent_heat_j_kg * 1e-18  # W per µm³/s.

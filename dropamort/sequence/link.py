@@ -138,18 +138,22 @@ def link(tables: list[pd.DataFrame], times_s, options: LinkOptions = LinkOptions
   """Tracks through ``tables`` (one droplet table per frame, in order) read at ``times_s``.
 
   Raises:
-    ValueError: fewer than two frames, times not increasing, or a table without the
-      posterior columns (x, y, r and their ``_sd``).
+    ValueError: fewer than two frames, times not finite and increasing, or a table
+      without finite posterior columns (x, y, r and their ``_sd``).
   """
   times_s = np.asarray(times_s, float)
   if len(tables) < 2:
     raise ValueError(f"a sequence needs at least 2 frames, got {len(tables)}")
   if len(times_s) != len(tables) or np.any(np.diff(times_s) <= 0):
     raise ValueError("frame times must be one per frame and increasing")
+  if not np.all(np.isfinite(times_s)):
+    raise ValueError("frame times must be finite numbers")
   for t, table in enumerate(tables):
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
       raise ValueError(f"frame {t}'s table lacks the column(s) {', '.join(missing)}")
+    if not np.all(np.isfinite(table[list(COLUMNS)].to_numpy(float))):
+      raise ValueError(f"frame {t}'s table has non-finite positions, radii or widths")
   motion = learn_motion(tables, times_s)
   gate = float(chi2.ppf(options.gate, 3))
   active: list[Track] = []
@@ -265,6 +269,13 @@ def _end(tr: Track, labels: dict, events: list, absorbed: dict) -> None:
     events.append({"frame": tr.rows[-1][0], "track": tr.id, "parents": "", "kind": "death"})
 
 
+def _last_part(tr: Track, successor: dict) -> Track:
+  """The part of a track that holds its last row, after any splits."""
+  while tr in successor:
+    tr = successor[tr]
+  return tr
+
+
 def _absorptions(absorbed: dict, events: list, labels: dict, next_id: int) -> list[Track]:
   """Coalescence events of the droplets absorbed without a measurable change of volume (a
   small droplet swallowed by a large one). The absorbed join the parents of the child's
@@ -276,14 +287,17 @@ def _absorptions(absorbed: dict, events: list, labels: dict, next_id: int) -> li
   for (f, _), (child, gone, seen) in sorted(absorbed.items(), key=lambda kv: kv[0]):
     while not any(r[0] == f for r in child.rows):  # Split earlier: follow the later part.
       child = successor[child]
+    gone = [_last_part(tr, successor) for tr in gone]  # Split earlier: their later parts.
     ids = [str(tr.id) for tr in gone]
     event = next((e for e in events if e["kind"] == "coalescence" and e["frame"] == f
                   and e["track"] == child.id), None)
     if event is not None:
       event["parents"] = ";".join([event["parents"], *ids])
       continue
-    if child.rows[0][0] == f and len(gone) >= 2:  # Droplets lost where a new one is.
-      labels.setdefault(child.rows[0], "coalescence")
+    if child.rows[0][0] == f and len(gone) >= 2:  # Droplets lost where a new one is:
+      labels[child.rows[0]] = "coalescence"  # its birth was their coalescence.
+      events[:] = [e for e in events if not (e["kind"] == "birth" and e["frame"] == f
+                                             and e["track"] == child.id)]
       events.append({"frame": f, "track": child.id, "parents": ";".join(ids),
                      "kind": "coalescence"})
       continue

@@ -45,7 +45,7 @@ def save_growth(path: str, tracks, growth, *, pixel_size, seconds: bool, sample:
   fig, ax = plt.subplots(figsize=(8, 5))
   unit, scale = ("µm", pixel_size) if pixel_size else ("px", 1.0)
   if len(growth):
-    ranked = growth.sort_values("frames", ascending=False)["track"].to_numpy()
+    ranked = np.array(growth.sort_values("frames", ascending=False)["track"])  # Writable.
     half = ranked[: max(1, sample // 2)]
     rest = np.random.default_rng(seed).permutation(ranked[len(half):])[: sample - len(half)]
     rate = [c for c in growth.columns if c.startswith("drdt_") and "_q" not in c][0]

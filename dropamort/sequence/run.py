@@ -61,13 +61,30 @@ def frame_times(paths: list[str], options: InferConfig) -> tuple[list[str], np.n
   if not {"image", "time_s"} <= set(table.columns):
     raise SequenceError(f"infer.frame_times={options.frame_times}: needs the columns image "
                         f"and time_s, has {', '.join(map(str, table.columns))}")
-  times = dict(zip(table["image"].map(os.path.basename), table["time_s"].astype(float)))
-  missing = [os.path.basename(p) for p in paths if os.path.basename(p) not in times]
+  try:
+    names = [str(v) for v in table["image"]]
+    values = pd.to_numeric(table["time_s"], errors="raise").astype(float).to_numpy()
+  except (ValueError, TypeError) as err:
+    raise SequenceError(f"infer.frame_times={options.frame_times}: time_s must be numbers "
+                        f"({err})") from None
+  if not np.all(np.isfinite(values)):
+    raise SequenceError(f"infer.frame_times={options.frame_times}: a time_s is empty or not "
+                        "finite")
+  by_path = {os.path.abspath(n): v for n, v in zip(names, values)}
+  by_name = {os.path.basename(n): v for n, v in zip(names, values)}
+  unique = {b for b in by_name if sum(os.path.basename(n) == b for n in names) == 1}
+
+  def time_of(p):  # The CSV's full path if it names one, else its file name if unique.
+    if os.path.abspath(p) in by_path:
+      return by_path[os.path.abspath(p)]
+    return by_name[os.path.basename(p)] if os.path.basename(p) in unique else None
+
+  missing = [os.path.basename(p) for p in paths if time_of(p) is None]
   if missing:
     raise SequenceError(f"infer.frame_times={options.frame_times}: no time for "
                         f"{', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
-  paths = sorted(paths, key=lambda p: times[os.path.basename(p)])
-  t = np.array([times[os.path.basename(p)] for p in paths])
+  paths = sorted(paths, key=time_of)
+  t = np.array([time_of(p) for p in paths])
   if np.any(np.diff(t) <= 0):
     raise SequenceError(f"infer.frame_times={options.frame_times}: two frames share a time")
   return paths, t, True
@@ -149,7 +166,8 @@ def _summary(tracks, growth, times, seconds, options, size, growth_opts) -> dict
   if options.pixel_size is not None and seconds and len(growth):
     h, w = size
     out["heat_flux"] = field_heat_flux(tracks.table, h * w * options.pixel_size**2,
-                                       growth_opts, pixel_size=options.pixel_size)
+                                       growth_opts, pixel_size=options.pixel_size,
+                                       total_s=float(times[-1] - times[0]))
     out["latent_heat_j_kg"], out["density_kg_m3"] = (options.latent_heat_j_kg,
                                                       options.density_kg_m3)
   else:

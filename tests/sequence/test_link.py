@@ -166,3 +166,42 @@ def test_a_small_droplet_absorbed_by_a_large_one(grew, seen):
   t = tracks.table
   assert t[(t.track == s) & (t.frame == 1)].event.iloc[0] == "merged"
   assert "death" not in set(tracks.events.kind)
+
+
+def test_a_track_split_by_one_absorption_is_named_by_its_later_part_in_the_next():
+  """M absorbs a tiny T in frame 2 (M's track is split: a new track goes on), then a large
+  G absorbs M in frame 4: that coalescence's parents are G and M's later part."""
+  g, m, tiny = (100.0, 100.0, 30.0), (140.2, 100.0, 10.0), (152.5, 100.0, 2.5)
+  mt = merged(m, tiny)
+  gm = merged(g, (m[0], m[1], mt[2]))
+  tables = [frame(g, m, tiny, *STILL)] * 2 + [frame(g, mt, *STILL)] * 2 + [
+      frame(gm, *STILL) for _ in range(4)]
+  tracks = link(tables, np.arange(8.0))
+  m_later = track_of(tracks, 3, 1)
+  assert m_later != track_of(tracks, 1, 1)  # Split at the first absorption.
+  ev = tracks.events[(tracks.events.kind == "coalescence") & (tracks.events.frame == 4)]
+  assert len(ev) == 1
+  assert set(int(p) for p in ev.parents.iloc[0].split(";")) >= {m_later}
+  assert track_of(tracks, 1, 1) not in set(int(p) for p in ev.parents.iloc[0].split(";"))
+
+
+def test_a_new_droplet_where_two_vanished_is_a_coalescence_not_also_a_birth():
+  """D and E vanish where F, read larger than their volumes allow, appears: F's first row
+  is one event, the coalescence."""
+  d, e, f_ = (100.0, 50.0, 6.0), (112.0, 50.0, 6.0), (106.0, 50.0, 9.0)
+  tables = [frame(d, e, *STILL)] * 2 + [frame(f_, *STILL) for _ in range(4)]
+  tracks = link(tables, np.arange(6.0))
+  child = track_of(tracks, 2, 0)
+  ev = tracks.events[tracks.events.track == child]
+  assert list(ev.kind) == ["coalescence"]
+  t = tracks.table
+  assert t[(t.track == child) & (t.frame == 2)].event.iloc[0] == "coalescence"
+
+
+def test_non_finite_times_or_reads_are_refused():
+  with pytest.raises(ValueError, match="finite"):
+    link(scene(), [0.0, 1.0, np.nan, 3.0, 4.0])
+  tables = scene()
+  tables[1].loc[0, "x_sd"] = np.nan
+  with pytest.raises(ValueError, match="frame 1's table has non-finite"):
+    link(tables, np.arange(5.0))

@@ -72,7 +72,7 @@ def test_the_tracks_are_the_frames_catalogs_linked(checkpoint, tmp_path):
   assert not [n for n in os.listdir(out) if n.startswith(".")]
 
 
-@pytest.mark.parametrize("case", ["single", "sizes", "unreadable", "times"])
+@pytest.mark.parametrize("case", ["single", "sizes", "unreadable", "times", "nan_time"])
 def test_bad_sequences_are_refused_and_leave_nothing(checkpoint, tmp_path, case):
   src = str(tmp_path / "in")
   opts = OPTS
@@ -96,6 +96,10 @@ def test_bad_sequences_are_refused_and_leave_nothing(checkpoint, tmp_path, case)
         tmp_path / "times.csv", index=False)
     opts = InferConfig(**{**OPTS.__dict__, "frame_times": str(tmp_path / "times.csv")})
     match = "no time for frame_3.png"
+  if case == "nan_time":
+    pd.DataFrame({"image": ["frame_1.png", "frame_2.png", "frame_3.png"],
+                  "time_s": [0, None, 2]}).to_csv(tmp_path / "times.csv", index=False)
+    match = "a time_s is empty or not finite"
   out = str(tmp_path / "out")
   os.makedirs(out)
   with pytest.raises(SequenceError, match=match):
@@ -114,3 +118,30 @@ def test_the_cli_says_one_line_and_exits_non_zero(checkpoint, tmp_path):
   assert len(errors) == 1 and "at least 2 frames" in errors[0], proc.stderr
   # Only Hydra's own record of the run (.hydra/, infer.log) is there.
   assert not [n for n in os.listdir(tmp_path / "out") if n not in (".hydra", "infer.log")]
+
+
+def test_frame_times_match_full_paths_when_file_names_repeat(tmp_path):
+  """Frames a/f.png and b/f.png: the CSV's full paths tell them apart; file names alone
+  would not, and are then not used."""
+  from dropamort.sequence.run import frame_times
+
+  for sub in ("a", "b"):
+    frames(str(tmp_path / sub), names=["f.png"])
+  paths = [str(tmp_path / "a" / "f.png"), str(tmp_path / "b" / "f.png")]
+  csv = tmp_path / "times.csv"
+  pd.DataFrame({"image": paths, "time_s": [5.0, 1.0]}).to_csv(csv, index=False)
+  ordered, t, seconds = frame_times(paths, InferConfig(frame_times=str(csv)))
+  assert ordered == paths[::-1] and list(t) == [1.0, 5.0] and seconds
+  pd.DataFrame({"image": ["f.png", "f.png"], "time_s": [5.0, 1.0]}).to_csv(csv, index=False)
+  with pytest.raises(SequenceError, match="no time for f.png"):
+    frame_times(paths, InferConfig(frame_times=str(csv)))
+
+
+def test_growth_picture_with_a_single_rated_track(tmp_path):
+  from dropamort.sequence.growth import growth_rates
+  from dropamort.sequence.pictures import save_growth
+
+  t = pd.DataFrame({"track": 0, "time_s": [0.0, 1.0, 2.0], "r": [3.0, 3.5, 4.0],
+                    "r_sd": 0.1})
+  save_growth(str(tmp_path / "g.png"), t, growth_rates(t), pixel_size=None, seconds=True)
+  assert (tmp_path / "g.png").stat().st_size > 0
