@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from dropamort.metrics import match
+
 MIN_TOL = 2.0  # px
 REL_TOL = 0.5  # of the true radius
-_FAR = 1e9
 
 
 def _frames(table: pd.DataFrame) -> dict[int, pd.DataFrame]:
@@ -47,18 +48,16 @@ def _allowed(t: pd.DataFrame, p: pd.DataFrame):
 
 
 def frame_matches(truth: pd.DataFrame, pred: pd.DataFrame) -> dict[int, dict[int, int]]:
-  """Per frame, the Hungarian match {true track: predicted track} (allowed pairs only)."""
+  """Per frame, the Hungarian match {true track: predicted track} (allowed pairs only),
+  by the labelled-set matcher ``dropamort.metrics.match``."""
   preds, out = _frames(pred), {}
   for f, t in _frames(truth).items():
     p = preds.get(f)
     out[f] = {}
     if p is None or not len(p):
       continue
-    d, ok = _allowed(t, p)
-    i, j = linear_sum_assignment(np.where(ok, d, _FAR))
-    keep = ok[i, j]
-    out[f] = dict(zip(t.track.to_numpy()[i[keep]].tolist(),
-                      p.track.to_numpy()[j[keep]].tolist()))
+    i, j = match(t, p, min_tol=MIN_TOL, rel_tol=REL_TOL)
+    out[f] = dict(zip(t.track.to_numpy()[i].tolist(), p.track.to_numpy()[j].tolist()))
   return out
 
 

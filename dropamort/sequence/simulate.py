@@ -29,6 +29,7 @@ from dropamort.model.catalog import from_table
 from dropamort.model.decoder import bind
 from dropamort.model.model import decoder_module
 from dropamort.model.render import Layer, render_layers
+from dropamort.sequence.growth import slope_weights
 
 
 class Coalescence(NamedTuple):
@@ -78,10 +79,7 @@ class Sequence:
 def lsq_slope(t, r) -> float:
   """Least-squares slope of r against t (NaN with fewer than two points)."""
   t, r = np.asarray(t, float), np.asarray(r, float)
-  if len(t) < 2:
-    return float("nan")
-  tc = t - t.mean()
-  return float(np.sum(tc * (r - r.mean())) / np.sum(tc * tc))
+  return float(slope_weights(t) @ r) if len(t) >= 2 else float("nan")
 
 
 def growth_rates(truth: pd.DataFrame) -> pd.Series:
