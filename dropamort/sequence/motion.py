@@ -46,8 +46,12 @@ def learn_motion(tables: list[pd.DataFrame], times_s: np.ndarray) -> Motion:
     posterior_var += list(np.repeat((a["x_sd"].to_numpy()[ok] ** 2
                                      + b["x_sd"].to_numpy()[j] ** 2) / dt, 2))
     dr_dt += list((rb[ok] - ra[ok]) / dt)
-  if len(dr_dt) < 10:  # Too little to learn from: wide, uninformative motion.
-    return Motion(q_xy=1.0, rate=0.0, rate_sd=1.0, pairs=len(dr_dt))
+  if len(dr_dt) < 10:  # Too little to learn from: wide, uninformative motion, in the
+    # sequence's own units: a droplet may move or grow by its own radius in a frame.
+    radii = np.concatenate([t["r"].to_numpy() for t in tables])
+    step = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 1.0
+    r = float(np.median(radii)) if len(radii) else 1.0
+    return Motion(q_xy=r**2 / step, rate=0.0, rate_sd=r / step, pairs=len(dr_dt))
   dx, dr_dt = np.asarray(dx), np.asarray(dr_dt)
   q_xy = max(_mad_sd(dx) ** 2 - float(np.median(posterior_var)), 1e-3)
   return Motion(q_xy=q_xy, rate=float(np.median(dr_dt)), rate_sd=max(_mad_sd(dr_dt), 1e-3),

@@ -133,6 +133,19 @@ def test_motion_is_learned_from_the_sequence():
   assert m.rate == pytest.approx(0.3, abs=0.01)
 
 
+def test_too_few_droplets_to_learn_from_move_in_their_own_units():
+  """Three droplets of 20 px, 0.01 s apart, drifting 3 px a frame: too few pairs to learn
+  motion from, so the fallback must scale with the droplets and the frame interval (a
+  fixed 1 px² per second would allow 0.1 px and break every track)."""
+  tables = [frame(*[(100.0 + 200 * i + 3 * f, 100.0, 20.0) for i in range(3)])
+            for f in range(4)]
+  times = 0.01 * np.arange(4)
+  m = learn_motion(tables, times)
+  assert m.pairs < 10 and m.q_xy == pytest.approx(20.0**2 / 0.01)
+  out = link(tables, times).table
+  assert out.groupby("track").size().tolist() == [4, 4, 4]
+
+
 def test_bad_sequences_are_refused_in_one_line():
   one = scene()[:1]
   with pytest.raises(ValueError, match="at least 2 frames"):
