@@ -9,7 +9,8 @@ with a section in ``report.html``.
 Frames are checked before anything is read (at least two, all of one size, a time for each
 when ``infer.frame_times`` is given), and everything is written into a hidden folder that
 is moved into place only when the whole sequence is done: an unreadable frame stops the
-run with one line, and nothing partial is left behind.
+run with one line, and nothing partial is left behind. ``sequence.json`` is moved last, so
+a folder that holds it holds every output of the run.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def run_sequence(reader: DropletReader, spec: str, out_root: str, options: Infer
     summary = _summary(tracks, growth, times, seconds, options, (height, width), growth_opts)
     _write(staging, tracks, growth, summary, paths[-1], reader.cfg.model.channels, options,
            seconds)
-    for name in os.listdir(staging):
+    # sequence.json last: its presence says the outputs beside it are complete.
+    for name in sorted(os.listdir(staging), key=lambda n: n == "sequence.json"):
       dest = os.path.join(out_root, name)
       if os.path.isdir(dest):
         shutil.rmtree(dest)

@@ -14,6 +14,7 @@ from PIL import Image
 import dropamort
 from dropamort.read_config import InferConfig
 from dropamort.sequence.link import link
+from dropamort.sequence import run as seq_run
 from dropamort.sequence.run import SequenceError, natural_key, run_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,15 +39,19 @@ def test_natural_order():
   assert sorted(names, key=natural_key) == ["f1.png", "f2.png", "f10.png"]
 
 
-def test_the_tracks_are_the_frames_catalogs_linked(checkpoint, tmp_path):
+def test_the_tracks_are_the_frames_catalogs_linked(checkpoint, tmp_path, monkeypatch):
   """Frames named frame_1 ... frame_12 (natural order, not string order): tracks.csv is
   ``link`` of the catalogs the run wrote, at 2 s per frame; growth.csv holds the tracks
-  of at least 3 frames; sequence.json and the report say what was found."""
+  of at least 3 frames; sequence.json and the report say what was found, and
+  sequence.json is the last output moved into place (its presence marks a complete run)."""
   src = frames(str(tmp_path / "in"), names=[f"frame_{i}.png" for i in (1, 2, 10, 11, 12)])
   out = str(tmp_path / "out")
   os.makedirs(out)
   reader = dropamort.load(checkpoint)
+  moved, replace = [], os.replace
+  monkeypatch.setattr(seq_run.os, "replace", lambda a, b: (moved.append(b), replace(a, b)))
   assert run_sequence(reader, src, out, OPTS) == 0
+  assert os.path.basename(moved[-1]) == "sequence.json" and len(moved) > 5
   order = ["frame_1.png", "frame_2.png", "frame_10.png", "frame_11.png", "frame_12.png"]
   tables = [pd.read_parquet(os.path.join(out, n, "catalog.parquet")) for n in order]
   expected = link(tables, 2.0 * np.arange(5)).table
