@@ -7,9 +7,10 @@ import numpy as np
 from dropamort.figures import save_figure
 
 
-def save_tracks(path: str, image_HWC, tracks, events) -> None:
-  """The last frame with its droplets (yellow circles), the path of each of their tracks
-  (one colour per track) and a white cross where a track began as a coalescence."""
+def save_tracks(path: str, image_HWC, tracks, events, frame: int) -> None:
+  """Frame ``frame`` (the image, normally the last) with its droplets (yellow circles), the
+  path of each of their tracks (one colour per track) and a white cross where a track
+  began as a coalescence."""
   import matplotlib.pyplot as plt
   from dropamort.figures import draw_catalog
 
@@ -17,7 +18,7 @@ def save_tracks(path: str, image_HWC, tracks, events) -> None:
   fig, ax = plt.subplots(figsize=(10, 10 * h / w))
   ax.imshow(np.clip(image_HWC, 0, 1), extent=(0, w, h, 0))
   colours = plt.get_cmap("tab20")
-  last = tracks[tracks["frame"] == tracks["frame"].max()]
+  last = tracks[tracks["frame"] == frame]
   alive = tracks[tracks["track"].isin(last["track"])]
   for track, part in alive.groupby("track"):
     if len(part) > 1:

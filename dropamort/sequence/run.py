@@ -128,7 +128,7 @@ def run_sequence(reader: DropletReader, spec: str, out_root: str, options: Infer
     growth = growth_rates(tracks.table, growth_opts, pixel_size=options.pixel_size,
                           seconds=seconds)
     summary = _summary(tracks, growth, times, seconds, options, (height, width), growth_opts)
-    _write(staging, tracks, growth, summary, paths[-1], reader.cfg.model.channels, options,
+    _write(staging, tracks, growth, summary, paths, reader.cfg.model.channels, options,
            seconds)
     # sequence.json last: its presence says the outputs beside it are complete.
     for name in sorted(os.listdir(staging), key=lambda n: n == "sequence.json"):
@@ -179,7 +179,7 @@ def _summary(tracks, growth, times, seconds, options, size, growth_opts) -> dict
   return out
 
 
-def _write(folder, tracks, growth, summary, last_frame, channels, options, seconds) -> None:
+def _write(folder, tracks, growth, summary, paths, channels, options, seconds) -> None:
   tracks.table.to_csv(os.path.join(folder, "tracks.csv"), index=False)
   tracks.table.to_parquet(os.path.join(folder, "tracks.parquet"), index=False)
   tracks.events.to_csv(os.path.join(folder, "events.csv"), index=False)
@@ -187,9 +187,9 @@ def _write(folder, tracks, growth, summary, last_frame, channels, options, secon
   with open(os.path.join(folder, "sequence.json"), "w") as f:
     json.dump(summary, f, indent=2)
   if options.pictures:
-    image, _ = read_image(last_frame, channels)
+    image, _ = read_image(paths[-1], channels)
     pictures.save_tracks(os.path.join(folder, "tracks.png"), image, tracks.table,
-                         tracks.events)
+                         tracks.events, frame=len(paths) - 1)
     pictures.save_growth(os.path.join(folder, "growth.png"), tracks.table, growth,
                          pixel_size=options.pixel_size, seconds=seconds)
   report_path = os.path.join(folder, "report.html")

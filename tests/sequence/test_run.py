@@ -150,3 +150,20 @@ def test_growth_picture_with_a_single_rated_track(tmp_path):
                     "r_sd": 0.1})
   save_growth(str(tmp_path / "g.png"), t, growth_rates(t), pixel_size=None, seconds=True)
   assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_tracks_picture_circles_the_droplets_of_the_frame_it_shows(tmp_path, monkeypatch):
+  """The picture shows the last frame; when that frame has no detections, no circles of an
+  earlier frame are drawn over it."""
+  import dropamort.figures
+  from dropamort.sequence.pictures import save_tracks
+
+  drawn = []
+  monkeypatch.setattr(dropamort.figures, "draw_catalog", lambda ax, t, **kw: drawn.append(t))
+  t = pd.DataFrame({"track": [0, 0, 1], "frame": [0, 1, 1], "x": [5.0, 6.0, 20.0],
+                    "y": [5.0, 5.0, 20.0], "r": [2.0, 2.0, 3.0]})
+  events = pd.DataFrame(columns=["frame", "track", "parents", "kind"])
+  image = np.zeros((32, 32, 3))
+  save_tracks(str(tmp_path / "a.png"), image, t, events, frame=2)
+  save_tracks(str(tmp_path / "b.png"), image, t, events, frame=1)
+  assert [len(d) for d in drawn] == [0, 2]
