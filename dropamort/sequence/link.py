@@ -318,6 +318,10 @@ def _absorptions(absorbed: dict, events: list, labels: dict, next_id: int) -> li
     child.times, child.rows, child.r = child.times[:k], child.rows[:k], child.r[:k]
     successor[child] = later
     created.append(later)
+    # A return from a gap at f belonged to the old part, which now ends before f; the new
+    # part begins at f with the coalescence.
+    events[:] = [e for e in events if not (e["kind"] == "gap" and e["frame"] == f
+                                           and e["track"] == child.id)]
     for e in events:  # What happened to the track from f on happened to its later part.
       if e["track"] == child.id and e["frame"] >= f:
         e["track"] = later.id

@@ -181,6 +181,23 @@ def test_a_small_droplet_absorbed_by_a_large_one(grew, seen):
   assert "death" not in set(tracks.events.kind)
 
 
+def test_a_split_at_the_frame_a_track_returns_from_a_gap_leaves_no_gap_on_the_new_track():
+  """The large droplet is missed in frame 1 and comes back in frame 2 having absorbed the
+  small one: its track is split there, and the new track begins with the coalescence; a
+  gap on a track's first detection would be meaningless."""
+  big, small = (100.0, 100.0, 20.0), (124.9, 100.0, 5.0)
+  child = merged(big, small)
+  tables = [frame(big, small, *STILL), frame(small, *STILL)] + [
+      frame(child, *STILL) for _ in range(4)]
+  tracks = link(tables, np.arange(6.0))
+  c = track_of(tracks, 2, 0)
+  assert c != track_of(tracks, 0, 0)
+  ev = tracks.events[tracks.events.frame == 2]
+  assert ev.kind.tolist() == ["coalescence"] and int(ev.track.iloc[0]) == c
+  t = tracks.table
+  assert t[(t.track == c) & (t.frame == 2)].event.iloc[0] == "coalescence"
+
+
 def test_a_track_split_by_one_absorption_is_named_by_its_later_part_in_the_next():
   """M absorbs a tiny T in frame 2 (M's track is split: a new track goes on), then a large
   G absorbs M in frame 4: that coalescence's parents are G and M's later part."""
