@@ -51,12 +51,13 @@ class ModelConfig:
   # background_knot px, interpolated (0: one constant background per image).
   background_knot: int = 32
   background_sd: float = 0.1
-  # Layers of droplets larger than radius_max (each 4x the radius and cell of the one
-  # below): drawn in simulations but not catalogued at this scale, so the encoder learns
-  # not to read a large droplet as small ones; pyramid inference reads them at coarser
-  # levels. larger_fraction: area share of each layer before thinning.
-  larger_layers: int = 2
-  larger_fraction: float = 0.15
+  # Layers of droplets larger than radius_max (each 2x the radius and cell of the one
+  # below, the pyramid's step, so a droplet of layer j looks exactly as the same droplet
+  # read at pyramid level j): drawn in simulations but not catalogued at this scale, so
+  # the encoder learns not to read a large droplet as small ones; pyramid inference reads
+  # them at coarser levels. larger_fraction: area share of each layer before thinning.
+  larger_layers: int = 4
+  larger_fraction: float = 0.075
   noise_sigma: float = 0.05
   reach: float = 2.0  # A droplet affects pixels within reach * r of its centre.
   hard_core: bool = True  # Thin overlapping droplets (Matérn type II).
@@ -131,7 +132,13 @@ class ModelConfig:
 
   def larger(self, j: int) -> tuple[int, float, float]:
     """(cell, smallest radius, largest radius) of larger layer j >= 1."""
-    return self.cell * 4**j, self.radius_max * 4 ** (j - 1), self.radius_max * 4**j
+    return self.cell * 2**j, self.radius_max * 2 ** (j - 1), self.radius_max * 2**j
+
+  def larger_scale(self, j: int) -> float:
+    """How much larger layer j's droplets are drawn than the band's: the decoder renders
+    a droplet of layer j at r as a band droplet at r / 2**j magnified, the same picture
+    the pyramid's level j makes of it."""
+    return float(2**j)
 
 
 @dataclasses.dataclass
@@ -257,9 +264,9 @@ class CalibrateConfig:
   # this fraction of the blobs.
   holdout: float = 0.2  # Share of the real images (of one image's width) held out of the
   # wake stage and the refit, to judge each round.
-  larger_floor: float = 0.05  # The refit's least area share of each layer of larger
-  # droplets: the encoder must keep learning to leave larger droplets to the coarser
-  # pyramid levels, even when the calibration images show none at their scale.
+  larger_floor: float = 0.1  # The refit's least area share of larger droplets (all
+  # larger layers together): the encoder must keep learning to leave larger droplets to
+  # the coarser pyramid levels, even when the calibration images show none at their scale.
   polish_steps: int = 5000  # At most, after the last round's sleep stage: the decoder,
   # its edge free, fitted to the fitted images as their point catalog renders them,
   # stopped early on the held-out ones (training.polish); 0 leaves the decoder as the

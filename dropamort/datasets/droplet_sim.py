@@ -28,9 +28,9 @@ SIZES = {"64x64": (64, 64), "380x507": (380, 507)}
 # Droplet-centre intensity per px² before hard-core thinning. "seed" is the default
 # prior, which reproduces the example image's spacing; the others bracket it. These sets
 # hold droplets of the band (1–8 px) on a constant background, like the example image.
-# "wide" spans 1–128 px: the band with radii near log-uniform, two layers of larger
-# droplets (8–32 and 32–128 px, log-uniform) covering 35% of the area each before
-# thinning, on an illumination gradient (a background field of spread 0.3 on knots every
+# "wide" spans 1–128 px: the band with radii near log-uniform, four layers of larger
+# droplets (8–16, 16–32, 32–64 and 64–128 px, log-uniform) covering 17.5% of the area
+# each before thinning, on an illumination gradient (a background field of spread 0.3 on knots every
 # 64 px).
 DENSITIES = {"sparse": 0.005, "seed": 0.02, "crowded": 0.045, "wide": 0.006}
 IMAGES = {"64x64": 256, "380x507": 64}
@@ -56,7 +56,7 @@ def _model_for(size: str, density: str) -> ModelConfig:
   h, w = SIZES[size]
   if density == "wide":
     return ModelConfig(height=h, width=w, density=DENSITIES[density], radius_loc=1.04,
-                       radius_scale=1.5, larger_layers=2, larger_fraction=0.35,
+                       radius_scale=1.5, larger_layers=4, larger_fraction=0.175,
                        background_knot=64, background_sd=0.3)
   return ModelConfig(height=h, width=w, density=DENSITIES[density], larger_layers=0,
                      background_knot=0)
@@ -96,10 +96,12 @@ def custom_config(model: ModelConfig, images: int, seed: int,
 class DropletSim(tfds.core.GeneratorBasedBuilder):
   """Simulated droplet images with their true catalogs."""
 
-  VERSION = tfds.core.Version("2.0.0")
+  VERSION = tfds.core.Version("2.1.0")
   RELEASE_NOTES = {"1.0.0": "First version: float32 images, grid catalogs.",
                    "2.0.0": "Background per cell (a smooth field); droplets of the larger "
-                            "layers as flat lists (larger_x, larger_y, larger_r)."}
+                            "layers as flat lists (larger_x, larger_y, larger_r).",
+                   "2.1.0": "wide: four larger layers, each twice the radius of the one "
+                            "below (the pyramid's step), instead of two at four times."}
   BUILDER_CONFIGS = [named_config(s, d) for s in SIZES for d in DENSITIES]
 
   def __init__(self, *, decoder_params=None, **kwargs):

@@ -35,7 +35,7 @@ def scene_layers(cfg: ModelConfig, catalog: Catalog, larger=()) -> list[Layer]:
   layers = [Layer(catalog, cfg.cell, cfg.reach_cells)]
   for j, cat in enumerate(larger, start=1):
     cell, _, hi = cfg.larger(j)
-    layers.append(Layer(cat, cell, int(math.ceil(cfg.reach * hi / cell)), float(4**j)))
+    layers.append(Layer(cat, cell, int(math.ceil(cfg.reach * hi / cell)), cfg.larger_scale(j)))
   return layers
 
 

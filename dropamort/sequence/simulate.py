@@ -224,7 +224,7 @@ def _layer_specs(cfg: ModelConfig) -> list[tuple[int, int, float, float, float]]
   specs = [(cfg.cell, cfg.reach_cells, 1.0, 0.0, cfg.radius_max)]
   for j in range(1, cfg.larger_layers + 1):
     cell, lo, hi = cfg.larger(j)
-    specs.append((cell, int(math.ceil(cfg.reach * hi / cell)), float(4**j), lo, hi))
+    specs.append((cell, int(math.ceil(cfg.reach * hi / cell)), cfg.larger_scale(j), lo, hi))
   return specs
 
 

@@ -409,13 +409,14 @@ class Trainer:
     """Empirical-Bayes refit of the prior to what the wake read on every pyramid level of
     the fitted real images (the encoder, or LoG blobs in a bootstrapped round): density and
     radius distribution of the band, the share of area under larger droplets (at least
-    ``calibrate.larger_floor``), and the background's range and spread; radii times the
-    searched outline scale (``Prior.outline``)."""
+    ``calibrate.larger_floor``, split evenly between the larger layers, so the simulated
+    crops are as covered as the real ones), and the background's range and spread; radii
+    times the searched outline scale (``Prior.outline``)."""
     prior, m, thr = state.prior, self.cfg.model, self.cfg.trainer.threshold
     if self.cfg.calibrate.refit_prior:
       read = self._read(state, self.real.fitted)  # What the wake read (LoG when bootstrapped).
       radii, area, covered = band_stats(read, m, thr, float(state.prior.outline))
-      share = np.clip(covered, self.cfg.calibrate.larger_floor, 0.9)
+      share = np.clip(covered, self.cfg.calibrate.larger_floor, 0.9) / max(m.larger_layers, 1)
       prior = fit_background(prior, [lv[0].posterior for lv in read]).replace(
           larger_fraction=jnp.float32(share) * jnp.ones_like(prior.larger_fraction))
       if len(radii) > 10:  # After the larger layers' share: they thin the band's droplets.

@@ -40,10 +40,13 @@ def test_larger_layers_and_the_background_field_have_their_sites(key):
   tr = trace(key, cfg, load_params("default", 3, 3, (64, 32, 16)))
   shapes = {k: v["value"].shape for k, v in tr.items() if v["type"] == "sample"}
   assert shapes["background_field"] == (2, 3, 4, 3)  # Knots every 32 px over 64 × 96.
-  assert shapes["larger1_on"] == (2, 4 * 6) and shapes["larger1_radius"] == (2, 24)
-  assert shapes["larger2_on"] == (2, 1 * 2)
+  # Each larger layer doubles the cell (4 px in the band): 8 px, then 16 px.
+  assert shapes["larger1_on"] == (2, 8 * 12) and shapes["larger1_radius"] == (2, 96)
+  assert shapes["larger2_on"] == (2, 4 * 6)
   r1 = np.asarray(tr["larger1_radius"]["value"])
-  assert r1.min() >= 8.0 and r1.max() <= 32.0  # Layer 1 holds radii 8–32 px.
+  r2 = np.asarray(tr["larger2_radius"]["value"])
+  assert r1.min() >= 8.0 and r1.max() <= 16.0  # Layer 1 holds radii 8–16 px,
+  assert r2.min() >= 16.0 and r2.max() <= 32.0  # layer 2 radii 16–32 px.
 
 
 def test_random_decoder_has_normal_priors(key):

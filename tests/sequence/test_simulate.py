@@ -95,7 +95,7 @@ def one_frame(rows: list[tuple[float, float, float]]) -> Sequence:
                   tracks=pd.DataFrame(), events=[])
 
 
-@pytest.mark.parametrize("r", [5.0, 20.0, 40.0])  # The band, larger layers 1 and 2.
+@pytest.mark.parametrize("r", [5.0, 12.0, 20.0, 40.0])  # The band, larger layers 1-3.
 def test_one_droplet_renders_as_render_catalog_of_it(r):
   params = configured_decoder_params(CFG)
   seq = one_frame([(70.3, 30.6, r)])
@@ -103,9 +103,10 @@ def test_one_droplet_renders_as_render_catalog_of_it(r):
   image = render_frames(seq, CFG, params, noise_sigma=0.0, seed=0, background=bg)[0]
   table = {"x": [70.3], "y": [30.6], "r": [r], "composition": [[0.9, 0.1, 0.4]]}
   none = {"x": [], "y": [], "r": [], "composition": np.zeros((0, 3))}
-  layer = 0 if r <= 8 else (1 if r <= 32 else 2)
+  tops = [CFG.radius_max] + [CFG.larger(j)[2] for j in range(1, CFG.larger_layers + 1)]
+  layer = int(np.searchsorted(tops, r))  # The first layer whose largest radius is >= r.
   cats = []
-  for j in range(3):
+  for j in range(len(tops)):
     cell = CFG.cell if j == 0 else CFG.larger(j)[0]
     grid = (-(-64 // cell), -(-128 // cell))
     cat = from_table(table if j == layer else {**table, "x": [0.5], "y": [0.5]}, bg, grid,
