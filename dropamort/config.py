@@ -132,7 +132,8 @@ class ModelConfig:
 
   def larger(self, j: int) -> tuple[int, float, float]:
     """(cell, smallest radius, largest radius) of larger layer j >= 1."""
-    return self.cell * 2**j, self.radius_max * 2 ** (j - 1), self.radius_max * 2**j
+    s = int(self.larger_scale(j))
+    return self.cell * s, self.radius_max * s / 2, self.radius_max * s
 
   def larger_scale(self, j: int) -> float:
     """How much larger layer j's droplets are drawn than the band's: the decoder renders

@@ -30,8 +30,8 @@ SIZES = {"64x64": (64, 64), "380x507": (380, 507)}
 # hold droplets of the band (1–8 px) on a constant background, like the example image.
 # "wide" spans 1–128 px: the band with radii near log-uniform, four layers of larger
 # droplets (8–16, 16–32, 32–64 and 64–128 px, log-uniform) covering 17.5% of the area
-# each before thinning, on an illumination gradient (a background field of spread 0.3 on knots every
-# 64 px).
+# each before thinning, on an illumination gradient (a background field of spread 0.3 on
+# knots every 64 px).
 DENSITIES = {"sparse": 0.005, "seed": 0.02, "crowded": 0.045, "wide": 0.006}
 IMAGES = {"64x64": 256, "380x507": 64}
 CHUNK = 16  # Images per simulation call.
